@@ -1,0 +1,50 @@
+//! simian-config: the policy schema, loading (YAML + `${ENV}`) and pure validation with file:line:col errors.
+#![forbid(unsafe_code)]
+
+pub mod cron5;
+pub mod duration;
+mod load;
+pub mod schema;
+mod validate;
+
+pub use duration::Duration;
+pub use load::{load, load_str, LoadedPolicy, PolicyError, PolicyErrors};
+pub use schema::*;
+
+/// The monkeys simian knows; a closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MonkeyName {
+    /// Chaos Monkey.
+    Chaos,
+}
+
+impl MonkeyName {
+    /// Every monkey, in report order.
+    pub const ALL: [MonkeyName; 1] = [MonkeyName::Chaos];
+
+    /// The name used in policies, CLI flags and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonkeyName::Chaos => "chaos",
+        }
+    }
+}
+
+impl std::fmt::Display for MonkeyName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for MonkeyName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        MonkeyName::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = MonkeyName::ALL.iter().map(|m| m.as_str()).collect();
+                format!("unknown monkey `{s}`; known monkeys: {}", names.join(", "))
+            })
+    }
+}

@@ -1,0 +1,8 @@
+//! simian-monkeys: the model, the ports targets implement, and each monkey's pure decisions.
+#![forbid(unsafe_code)]
+
+pub mod chaos;
+pub mod eligibility;
+pub mod model;
+
+pub use model::*;

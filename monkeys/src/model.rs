@@ -1,0 +1,201 @@
+//! The model every room shares: instances, findings and reports, plus the port actions go through.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+pub use simian_config::{Mode, MonkeyName};
+
+/// One machine (process, container, VM) a target knows about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Instance {
+    /// Name of the target it came from.
+    pub target: String,
+    /// Unique id within the target.
+    pub id: String,
+    /// Network address, if known.
+    pub address: Option<String>,
+    /// Instance group (autoscaling group, service, …).
+    pub group: String,
+    /// Availability zone, if known.
+    pub zone: Option<String>,
+    /// Tags, including the opt-in tag.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What a monkey did (or would do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Terminate an instance.
+    Terminate,
+    /// The run as a whole (used by run-level refusals such as the kill switch).
+    Run,
+}
+
+impl Action {
+    /// Name in reports and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Terminate => "terminate",
+            Action::Run => "run",
+        }
+    }
+}
+
+/// How an action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Dry-run: would have been done.
+    Planned,
+    /// Carried out.
+    Done,
+    /// Tried and failed.
+    Failed,
+    /// Refused by a guard or a limit; the message says why.
+    Skipped,
+}
+
+impl Outcome {
+    /// Name in reports and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Planned => "planned",
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// Someone should know.
+    Warning,
+    /// Someone should act.
+    Critical,
+}
+
+impl Severity {
+    /// Name in reports and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+fn monkey_ser<S: serde::Serializer>(m: &MonkeyName, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
+fn monkey_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MonkeyName, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+/// One thing a monkey found or did; the unit of reports, history and sinks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Which monkey.
+    #[serde(serialize_with = "monkey_ser", deserialize_with = "monkey_de")]
+    pub monkey: MonkeyName,
+    /// What it did.
+    pub action: Action,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Target name; null for run-level findings.
+    pub target: Option<String>,
+    /// Instance id; null for run-level findings.
+    pub instance: Option<String>,
+    /// Group; null for run-level findings.
+    pub group: Option<String>,
+    /// Zone; null when unknown or run-level.
+    pub zone: Option<String>,
+    /// How much it matters.
+    pub severity: Severity,
+    /// What happened and why, in a sentence.
+    pub message: String,
+}
+
+impl Finding {
+    /// A finding about the whole run (no instance).
+    pub fn run_level(monkey: MonkeyName, outcome: Outcome, severity: Severity, message: impl Into<String>) -> Self {
+        Finding {
+            monkey,
+            action: Action::Run,
+            outcome,
+            target: None,
+            instance: None,
+            group: None,
+            zone: None,
+            severity,
+            message: message.into(),
+        }
+    }
+
+    /// A finding about one instance.
+    pub fn about(
+        monkey: MonkeyName,
+        action: Action,
+        outcome: Outcome,
+        severity: Severity,
+        inst: &Instance,
+        message: impl Into<String>,
+    ) -> Self {
+        Finding {
+            monkey,
+            action,
+            outcome,
+            target: Some(inst.target.clone()),
+            instance: Some(inst.id.clone()),
+            group: Some(inst.group.clone()),
+            zone: inst.zone.clone(),
+            severity,
+            message: message.into(),
+        }
+    }
+}
+
+/// What one run found and did (the `--format json` contract).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Unique id of the run.
+    pub run_id: String,
+    /// `dry-run` or `live`: the mode the run actually had.
+    pub mode: String,
+    /// The RNG seed; the same seed, inventory and history replay the decisions.
+    pub seed: u64,
+    /// Start, RFC 3339 in the policy's timezone.
+    pub started_at: DateTime<FixedOffset>,
+    /// End, RFC 3339 in the policy's timezone.
+    pub finished_at: DateTime<FixedOffset>,
+    /// Everything found and done.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// True when at least one action failed (exit code 1).
+    pub fn any_failed(&self) -> bool {
+        self.findings.iter().any(|f| f.outcome == Outcome::Failed)
+    }
+}
+
+/// Why an action on an instance failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ActionError(pub String);
+
+/// The port through which monkeys change the world; targets implement it.
+pub trait Actuator: Sync {
+    /// Terminate `inst`; on success a short note of what was run.
+    fn terminate(&self, inst: &Instance) -> impl Future<Output = Result<String, ActionError>> + Send;
+}

@@ -1,0 +1,4 @@
+//! simian-scheduler: when monkeys run (calendar), whether they may (guards), what they did (store), and the run.
+#![forbid(unsafe_code)]
+
+pub mod calendar;
