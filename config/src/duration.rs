@@ -81,7 +81,13 @@ impl fmt::Display for Duration {
         if s == 0 {
             return write!(f, "0s");
         }
-        for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        for (unit, size) in [
+            ("w", 604_800),
+            ("d", 86_400),
+            ("h", 3600),
+            ("m", 60),
+            ("s", 1),
+        ] {
             if s >= size {
                 write!(f, "{}{}", s / size, unit)?;
                 s %= size;

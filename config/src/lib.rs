@@ -3,12 +3,16 @@
 
 pub mod cron5;
 pub mod duration;
+mod env;
 mod load;
+mod locate;
 pub mod schema;
+mod structural;
 mod validate;
+mod yaml;
 
 pub use duration::Duration;
-pub use load::{load, load_str, LoadedPolicy, PolicyError, PolicyErrors};
+pub use load::{load, load_str, CalendarSpec, LoadedPolicy, PolicyError, PolicyErrors};
 pub use schema::*;
 
 /// The monkeys simian knows; a closed set.

@@ -1,13 +1,20 @@
-//! Loading: read the file, expand `${VAR}`, deserialize, validate, resolve. (STUB: to be completed)
+//! Loading: read the file, expand `${VAR}`, deserialize, validate, resolve; every error at once, located.
+//!
+//! The pipeline: parse YAML into a value tree (syntax errors stop here) → map key paths to positions →
+//! expand `${VAR}` → deserialize, cutting out each bad node and retrying so every structural error is seen →
+//! pure semantic validation → resolve paths, timezone, calendar and schedules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use chrono::{NaiveDate, NaiveTime, Weekday};
 
 use crate::cron5::Cron;
-use crate::schema::Policy;
+use crate::locate::{key, path_string, Issue, Locator, Seg};
+use crate::schema::{HostsTarget, Policy, TargetConfig};
+use crate::structural::{closest, deserialize_fixing, Ctx};
+use crate::yaml::{self, Value};
 use crate::MonkeyName;
 
 /// One problem in a policy, with where it is.
@@ -88,7 +95,13 @@ pub struct LoadedPolicy {
     pub schedules: BTreeMap<MonkeyName, Cron>,
 }
 
+/// The target `type`s a policy may use; the single list the error messages quote.
+const TARGET_TYPES: [&str; 1] = ["hosts"];
+
 /// Read and validate a policy file.
+///
+/// Relative `store` and `kill_switch` paths resolve against the file's folder; [`LoadedPolicy::path`] is
+/// `path` as given.
 pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -100,26 +113,191 @@ pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyErrors> {
             hint: Some("pass --policy FILE or set SIMIAN_POLICY".into()),
         }])
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    load_str(&name, &text, base, &|k| std::env::var(k).ok())
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    load_inner(&name, &text, base, &|k| std::env::var(k).ok(), path.to_path_buf())
 }
 
 /// Validate policy text; `base_dir` resolves relative paths, `env` answers `${VAR}`.
+///
+/// `name` is the file name used in error messages; [`LoadedPolicy::path`] is `base_dir.join(name)` (so an
+/// absolute `name` is kept as is).
 pub fn load_str(
     name: &str,
     text: &str,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedPolicy, PolicyErrors> {
-    let _ = env;
-    let policy: Policy = serde_yaml::from_str(text).map_err(|e| {
-        PolicyErrors(vec![PolicyError {
-            file: name.to_string(),
-            location: e.location().map(|l| (l.line(), l.column())),
-            path: String::new(),
-            message: e.to_string(),
-            hint: None,
-        }])
-    })?;
-    crate::validate::resolve(name, policy, base_dir)
+    load_inner(name, text, base_dir, env, base_dir.join(name))
+}
+
+fn load_inner(
+    name: &str,
+    text: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    path: PathBuf,
+) -> Result<LoadedPolicy, PolicyErrors> {
+    let error = |location: Option<(usize, usize)>, path: String, message: String, hint: Option<String>| PolicyError {
+        file: name.to_string(),
+        location,
+        path,
+        message,
+        hint,
+    };
+    let mut locator = Locator::build(text);
+    let mut root = match yaml::parse(text) {
+        Ok(v) => v,
+        Err(e) if e.message.starts_with("duplicate entry") && !locator.duplicates.is_empty() => {
+            let errors = locator
+                .duplicates
+                .iter()
+                .map(|(p, at)| {
+                    let k = p.rsplit('.').next().unwrap_or(p);
+                    let hint = Some("each key may appear once in a mapping".to_string());
+                    error(Some(*at), p.clone(), format!("duplicate key `{k}`"), hint)
+                })
+                .collect();
+            return Err(PolicyErrors(errors));
+        }
+        Err(e) => return Err(PolicyErrors(vec![error(e.location, String::new(), e.message, None)])),
+    };
+    if let Err(e) = root.apply_merge() {
+        return Err(PolicyErrors(vec![error(None, String::new(), e.to_string(), None)]));
+    }
+    let Value::Mapping(top) = &mut root else {
+        let message = match root {
+            Value::Null => "the policy is empty".to_string(),
+            _ => "a policy must be a mapping of keys at the top level".to_string(),
+        };
+        let hint = Some("start with `version: 1`".to_string());
+        return Err(PolicyErrors(vec![error(Some((1, 1)), String::new(), message, hint)]));
+    };
+
+    let mut issues = Vec::new();
+    let mut segs = Vec::new();
+    let mut tree = Value::Mapping(std::mem::take(top));
+    crate::env::expand_tree(&mut tree, &mut segs, &locator, env, &mut issues);
+    let env_count = issues.len();
+    let tainted: HashSet<String> = issues.iter().map(|i| path_string(&i.segs)).collect();
+    let Value::Mapping(mut top) = tree else {
+        return Err(PolicyErrors(Vec::new()));
+    };
+    if !top.contains_key("version") {
+        issues.push(Issue::at(Vec::new(), "missing key `version`").hint("add `version: 1` at the top"));
+        top.insert(Value::from("version"), Value::from(1));
+    }
+    // Targets are internally tagged, which would hide paths inside them: read them one by one.
+    let targets = match top.get("targets") {
+        Some(Value::Sequence(_)) => top.insert(Value::from("targets"), Value::Sequence(Vec::new())),
+        _ => None,
+    };
+    let mut ctx = Ctx {
+        loc: &mut locator,
+        issues,
+        removed: HashSet::new(),
+    };
+    let mut root = Value::Mapping(top);
+    let policy = deserialize_fixing::<Policy>(&mut root, &[], &mut ctx);
+    let mut target_list = Vec::new();
+    if let Some(Value::Sequence(items)) = targets {
+        for item in items {
+            let cur = target_list.len();
+            match read_target(item, cur, &mut ctx) {
+                Some(t) => target_list.push(t),
+                None => ctx.drop_item(&[key("targets")], cur),
+            }
+        }
+    }
+    let mut issues = std::mem::take(&mut ctx.issues);
+    let resolved = policy.map(|mut p| {
+        p.targets = target_list;
+        let (resolved, semantic) = crate::validate::validate(&p, base_dir);
+        issues.extend(semantic.into_iter().map(|mut i| {
+            i.segs = locator.translate(&i.segs);
+            i
+        }));
+        (p, resolved)
+    });
+
+    let mut errors: Vec<PolicyError> = Vec::new();
+    for (n, issue) in issues.into_iter().enumerate() {
+        let p = path_string(&issue.segs);
+        // Values whose `${VAR}` failed to expand are only reported for that.
+        if n >= env_count && tainted.contains(&p) {
+            continue;
+        }
+        let at = if issue.at_key {
+            locator.key_loc(&issue.segs).or_else(|| locator.value_loc(&issue.segs))
+        } else {
+            locator.value_loc(&issue.segs)
+        };
+        errors.push(error(at, p, issue.message, issue.hint));
+    }
+    errors.sort_by(|a, b| {
+        (a.location.is_none(), a.location, &a.path).cmp(&(b.location.is_none(), b.location, &b.path))
+    });
+    errors.dedup();
+    match resolved {
+        Some((policy, r)) if errors.is_empty() => Ok(LoadedPolicy {
+            policy,
+            path,
+            tz: r.tz,
+            store_path: r.store_path,
+            kill_switch: r.kill_switch,
+            calendar: r.calendar,
+            schedules: r.schedules,
+        }),
+        _ if errors.is_empty() => Err(PolicyErrors(vec![error(
+            None,
+            String::new(),
+            "the policy could not be read".to_string(),
+            None,
+        )])),
+        _ => Err(PolicyErrors(errors)),
+    }
+}
+
+/// Reads `targets[index]` (current index): its `type`, then that kind's settings.
+fn read_target(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<TargetConfig> {
+    let base = vec![key("targets"), Seg::Index(index)];
+    let known = TARGET_TYPES.map(|t| format!("`{t}`")).join(", ");
+    let Value::Mapping(m) = &mut item else {
+        let issue = Issue::at(base, "a target must be a mapping with a `type` key")
+            .hint(format!("known types: {known}"));
+        ctx.report(issue);
+        return None;
+    };
+    let mut type_path = base.clone();
+    type_path.push(key("type"));
+    let kind = match m.remove("type") {
+        None => {
+            let mut issue = Issue::at(base, "missing key `type`").hint(format!("known types: {known}"));
+            issue.at_key = true;
+            ctx.report(issue);
+            return None;
+        }
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            let found = yaml::key_text(&other).unwrap_or_else(|| "…".to_string());
+            ctx.report(Issue::at(type_path, format!("unknown target type `{found}`; known types: {}", TARGET_TYPES.join(", "))));
+            return None;
+        }
+    };
+    match kind.as_str() {
+        "hosts" => deserialize_fixing::<HostsTarget>(&mut item, &base, ctx).map(TargetConfig::Hosts),
+        other => {
+            let mut issue = Issue::at(
+                type_path,
+                format!("unknown target type `{other}`; known types: {}", TARGET_TYPES.join(", ")),
+            );
+            if let Some(c) = closest(other, TARGET_TYPES) {
+                issue.hint = Some(format!("did you mean `{c}`?"));
+            }
+            ctx.report(issue);
+            None
+        }
+    }
 }

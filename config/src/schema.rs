@@ -235,26 +235,57 @@ pub struct ChaosConfig {
 
 impl<'de> Deserialize<'de> for ExecutorConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Wrap {
-            #[serde(rename = "type")]
-            kind: String,
-            argv: Vec<String>,
+        use serde::de::{self, MapAccess, Visitor};
+
+        const FIELDS: &[&str] = &["type", "argv"];
+
+        fn unknown<E: de::Error>(kind: &str) -> E {
+            E::custom(format!(
+                "unknown executor `{kind}`; expected `local` or `{{ type: wrap, argv: [...] }}`"
+            ))
         }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            Map(Wrap),
+
+        struct ExecutorVisitor;
+
+        impl<'de> Visitor<'de> for ExecutorVisitor {
+            type Value = ExecutorConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`local` or a mapping `{ type: wrap, argv: [...] }`")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ExecutorConfig, E> {
+                match s {
+                    "local" => Ok(ExecutorConfig::Local),
+                    other => Err(unknown(other)),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExecutorConfig, A::Error> {
+                let mut kind: Option<String> = None;
+                let mut argv: Option<Vec<String>> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "type" if kind.is_some() => return Err(de::Error::duplicate_field("type")),
+                        "argv" if argv.is_some() => return Err(de::Error::duplicate_field("argv")),
+                        "type" => kind = Some(map.next_value()?),
+                        "argv" => argv = Some(map.next_value()?),
+                        other => return Err(de::Error::unknown_field(other, FIELDS)),
+                    }
+                }
+                match (kind.as_deref(), argv) {
+                    (Some("wrap"), Some(argv)) => Ok(ExecutorConfig::Wrap { argv }),
+                    (Some("wrap"), None) => Err(de::Error::missing_field("argv")),
+                    (Some("local"), None) => Ok(ExecutorConfig::Local),
+                    (Some("local"), Some(_)) => Err(de::Error::custom(
+                        "`argv` belongs to `type: wrap`; a local executor takes none",
+                    )),
+                    (Some(other), _) => Err(unknown(other)),
+                    (None, _) => Err(de::Error::missing_field("type")),
+                }
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Name(n) if n == "local" => Ok(ExecutorConfig::Local),
-            Raw::Map(w) if w.kind == "wrap" => Ok(ExecutorConfig::Wrap { argv: w.argv }),
-            Raw::Map(w) if w.kind == "local" => Ok(ExecutorConfig::Local),
-            Raw::Name(n) | Raw::Map(Wrap { kind: n, .. }) => Err(serde::de::Error::custom(format!(
-                "unknown executor `{n}`; expected `local` or `{{ type: wrap, argv: [...] }}`"
-            ))),
-        }
+
+        d.deserialize_any(ExecutorVisitor)
     }
 }

@@ -1,48 +1,424 @@
-//! Pure validation: collects every error in a deserialized policy. (STUB: to be completed)
+//! Pure validation: every semantic problem in a deserialized policy, and the values it resolves to.
+//!
+//! Nothing here knows about files or line numbers: problems are reported by key path and the loader gives
+//! them their locations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use crate::load::{CalendarSpec, LoadedPolicy, PolicyError, PolicyErrors};
-use crate::schema::Policy;
+use chrono::{NaiveDate, NaiveTime, Weekday};
+
+use crate::cron5::Cron;
+use crate::load::CalendarSpec;
+use crate::locate::{key, Issue, Seg};
+use crate::schema::{CalendarConfig, ChaosConfig, ExecutorConfig, HostsTarget, Policy, TargetConfig};
+use crate::structural::closest;
 use crate::MonkeyName;
 
-pub(crate) fn resolve(name: &str, policy: Policy, base_dir: &Path) -> Result<LoadedPolicy, PolicyErrors> {
-    let err = |path: &str, message: String| PolicyError {
-        file: name.to_string(),
-        location: None,
-        path: path.to_string(),
-        message,
-        hint: None,
-    };
-    let mut errors = Vec::new();
-    let tz: chrono_tz::Tz = policy.timezone.parse().unwrap_or_else(|_| {
-        errors.push(err("timezone", format!("unknown timezone `{}`", policy.timezone)));
-        chrono_tz::UTC
-    });
-    let mut schedules = BTreeMap::new();
-    if let Some(c) = &policy.monkeys.chaos {
-        match c.schedule.as_deref().map(crate::cron5::Cron::parse) {
-            Some(Ok(s)) => {
-                schedules.insert(MonkeyName::Chaos, s);
-            }
-            Some(Err(e)) => errors.push(err("monkeys.chaos.schedule", e)),
-            None => errors.push(err("monkeys.chaos", "monkey has no schedule".into())),
-        }
+/// What a policy resolves to besides itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// The policy's timezone (UTC when invalid).
+    pub tz: chrono_tz::Tz,
+    /// Store file.
+    pub store_path: std::path::PathBuf,
+    /// Kill-switch file.
+    pub kill_switch: Option<std::path::PathBuf>,
+    /// Parsed calendar.
+    pub calendar: Option<CalendarSpec>,
+    /// Each configured monkey's schedule.
+    pub schedules: BTreeMap<MonkeyName, Cron>,
+}
+
+/// Checks `policy` and resolves its paths against `base_dir`; returns every problem found.
+pub(crate) fn validate(policy: &Policy, base_dir: &Path) -> (Resolved, Vec<Issue>) {
+    let mut issues = Vec::new();
+    if policy.version != 1 {
+        issues.push(
+            Issue::at(
+                vec![key("version")],
+                format!("unsupported policy version {}", policy.version),
+            )
+            .hint("only `version: 1` exists"),
+        );
     }
-    if !errors.is_empty() {
-        return Err(PolicyErrors(errors));
+    let tz = timezone(&policy.timezone, &mut issues);
+    for (field, value) in [("store", &policy.store), ("kill_switch", &policy.kill_switch)] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            issues.push(Issue::at(vec![key(field)], "must not be empty").hint("give a file path, or remove the key"));
+        }
     }
     let store_path = base_dir.join(policy.store.as_deref().unwrap_or("simian.db"));
     let kill_switch = policy.kill_switch.as_deref().map(|k| base_dir.join(k));
-    let calendar = policy.calendar.as_ref().map(|_| CalendarSpec::default());
-    Ok(LoadedPolicy {
-        policy,
-        path: base_dir.to_path_buf(),
+    let calendar = policy.calendar.as_ref().map(|c| calendar(c, &mut issues));
+    if policy.opt_in.tag.is_empty() {
+        issues.push(Issue::at(vec![key("opt_in"), key("tag")], "the opt-in tag must not be empty"));
+    }
+    for (field, globs) in [("groups", &policy.exclude.groups), ("instances", &policy.exclude.instances)] {
+        for (i, g) in globs.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(g) {
+                issues.push(Issue::at(
+                    vec![key("exclude"), key(field), Seg::Index(i)],
+                    format!("invalid glob `{g}`: {}", e.kind()),
+                ));
+            }
+        }
+    }
+    targets(&policy.targets, &mut issues);
+    let schedules = monkeys(policy, &mut issues);
+    let resolved = Resolved {
         tz,
         store_path,
         kill_switch,
         calendar,
         schedules,
+    };
+    (resolved, issues)
+}
+
+fn timezone(name: &str, issues: &mut Vec<Issue>) -> chrono_tz::Tz {
+    match name.parse::<chrono_tz::Tz>() {
+        Ok(tz) => tz,
+        Err(_) => {
+            let mut issue = Issue::at(vec![key("timezone")], format!("unknown timezone `{name}`"));
+            let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
+            issue.hint = Some(match closest(name, names) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => "use an IANA name such as `UTC` or `Europe/Berlin`".to_string(),
+            });
+            issues.push(issue);
+            chrono_tz::UTC
+        }
+    }
+}
+
+fn calendar(c: &CalendarConfig, issues: &mut Vec<Issue>) -> CalendarSpec {
+    let at = |f: &str| vec![key("calendar"), key(f)];
+    let hours = c.hours.as_deref().and_then(|h| match parse_hours(h) {
+        Ok(w) => Some(w),
+        Err(()) => {
+            issues.push(
+                Issue::at(at("hours"), format!("invalid hours `{h}`: expected `HH:MM-HH:MM` in 24-hour time"))
+                    .hint("e.g. `09:00-17:00`, or `22:00-06:00` across midnight"),
+            );
+            None
+        }
+    });
+    let days = c.days.as_ref().map(|days| {
+        if days.is_empty() {
+            issues.push(
+                Issue::at(at("days"), "an empty list of days never runs").hint("remove `days` to allow every day"),
+            );
+        }
+        let mut out = Vec::new();
+        for (i, d) in days.iter().enumerate() {
+            match parse_day(d) {
+                Some(w) => out.push(w),
+                None => {
+                    let mut issue = Issue::at(
+                        vec![key("calendar"), key("days"), Seg::Index(i)],
+                        format!("unknown day `{d}`; expected mon, tue, wed, thu, fri, sat or sun"),
+                    );
+                    let all = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+                    if let Some(c) = closest(d, all) {
+                        issue.hint = Some(format!("did you mean `{c}`?"));
+                    }
+                    issues.push(issue);
+                }
+            }
+        }
+        out
+    });
+    let mut holidays = Vec::new();
+    for (i, h) in c.holidays.iter().enumerate() {
+        match parse_date(h) {
+            Some(d) => holidays.push(d),
+            None => issues.push(
+                Issue::at(
+                    vec![key("calendar"), key("holidays"), Seg::Index(i)],
+                    format!("invalid holiday `{h}`: expected a date `YYYY-MM-DD`"),
+                )
+                .hint("e.g. `2025-12-25`"),
+            ),
+        }
+    }
+    CalendarSpec { hours, days, holidays }
+}
+
+/// `HH:MM-HH:MM`; an end of `24:00` means midnight.
+pub(crate) fn parse_hours(s: &str) -> Result<(NaiveTime, NaiveTime), ()> {
+    let (a, b) = s.split_once('-').ok_or(())?;
+    let start = parse_hhmm(a.trim(), false)?;
+    let end = parse_hhmm(b.trim(), true)?;
+    Ok((start, end))
+}
+
+fn parse_hhmm(s: &str, allow_24: bool) -> Result<NaiveTime, ()> {
+    let (h, m) = s.split_once(':').ok_or(())?;
+    let digits = |t: &str, n: std::ops::RangeInclusive<usize>| n.contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h, 1..=2) || !digits(m, 2..=2) {
+        return Err(());
+    }
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| ())?, m.parse().map_err(|_| ())?);
+    if allow_24 && h == 24 && m == 0 {
+        return Ok(NaiveTime::MIN);
+    }
+    NaiveTime::from_hms_opt(h, m, 0).ok_or(())
+}
+
+/// `mon` … `sun` or the full English name, any case.
+pub(crate) fn parse_day(s: &str) -> Option<Weekday> {
+    Some(match s.trim().to_lowercase().as_str() {
+        "mon" | "monday" => Weekday::Mon,
+        "tue" | "tues" | "tuesday" => Weekday::Tue,
+        "wed" | "wednesday" => Weekday::Wed,
+        "thu" | "thur" | "thurs" | "thursday" => Weekday::Thu,
+        "fri" | "friday" => Weekday::Fri,
+        "sat" | "saturday" => Weekday::Sat,
+        "sun" | "sunday" => Weekday::Sun,
+        _ => return None,
     })
+}
+
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10 && b.get(4) == Some(&b'-') && b.get(7) == Some(&b'-');
+    shape.then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).flatten()
+}
+
+fn targets(targets: &[TargetConfig], issues: &mut Vec<Issue>) {
+    let mut names = HashSet::new();
+    for (i, t) in targets.iter().enumerate() {
+        let base = vec![key("targets"), Seg::Index(i)];
+        let at = |f: &str| {
+            let mut p = base.clone();
+            p.push(key(f));
+            p
+        };
+        let name = t.name();
+        if name.trim().is_empty() {
+            issues.push(Issue::at(at("name"), "a target name must not be empty"));
+        } else if !names.insert(name) {
+            issues.push(
+                Issue::at(at("name"), format!("duplicate target name `{name}`"))
+                    .hint("give each target its own name"),
+            );
+        }
+        match t {
+            TargetConfig::Hosts(h) => hosts_target(h, &base, issues),
+        }
+    }
+}
+
+fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
+    let at = |f: &[Seg]| {
+        let mut p = base.to_vec();
+        p.extend_from_slice(f);
+        p
+    };
+    if let Some(argv) = &h.terminate {
+        if argv.is_empty() {
+            issues.push(
+                Issue::at(at(&[key("terminate")]), "the terminate command is empty")
+                    .hint("give an argv list, e.g. [\"systemctl\", \"stop\", \"app@{id}\"]"),
+            );
+        }
+        check_argv(argv, &at(&[key("terminate")]), issues);
+    }
+    match &h.executor {
+        ExecutorConfig::Local => {}
+        ExecutorConfig::Wrap { argv } => {
+            let p = at(&[key("executor"), key("argv")]);
+            if argv.is_empty() {
+                issues.push(
+                    Issue::at(p.clone(), "the wrap executor's argv is empty")
+                        .hint("give a prefix, e.g. [\"docker\", \"exec\", \"{id}\"]"),
+                );
+            }
+            check_argv(argv, &p, issues);
+        }
+    }
+    if h.timeout.is_some_and(|t| t.as_secs() == 0) {
+        issues.push(Issue::at(at(&[key("timeout")]), "the timeout must be longer than 0s"));
+    }
+    if let Some(o) = &h.opt_in {
+        if o.tag.is_empty() {
+            issues.push(Issue::at(at(&[key("opt_in"), key("tag")]), "the opt-in tag must not be empty"));
+        }
+    }
+    let mut ids = HashSet::new();
+    for (j, host) in h.hosts.iter().enumerate() {
+        let hp = |f: &str| at(&[key("hosts"), Seg::Index(j), key(f)]);
+        if host.id.trim().is_empty() {
+            issues.push(Issue::at(hp("id"), "a host id must not be empty"));
+        } else if !ids.insert(host.id.as_str()) {
+            issues.push(
+                Issue::at(hp("id"), format!("duplicate host id `{}` in this target", host.id))
+                    .hint("host ids must be unique within a target"),
+            );
+        }
+        if host.group.trim().is_empty() {
+            issues.push(Issue::at(hp("group"), "a host group must not be empty"));
+        }
+    }
+}
+
+/// Checks the placeholders of every element of an argv template.
+fn check_argv(argv: &[String], base: &[Seg], issues: &mut Vec<Issue>) {
+    for (i, el) in argv.iter().enumerate() {
+        if let Err(message) = check_template(el) {
+            let mut p = base.to_vec();
+            p.push(Seg::Index(i));
+            issues.push(
+                Issue::at(p, message)
+                    .hint("known placeholders: {id}, {address}, {group}, {zone}, {tag:NAME}; write {{ and }} for literal braces"),
+            );
+        }
+    }
+}
+
+/// One argv element: literal text with `{id}`, `{address}`, `{group}`, `{zone}`, `{tag:NAME}`; `{{`/`}}` escape.
+pub(crate) fn check_template(el: &str) -> Result<(), String> {
+    let mut chars = el.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+            }
+            '}' => return Err(format!("unmatched `}}` in `{el}`")),
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(c);
+                }
+                if !closed {
+                    return Err(format!("unclosed `{{` in `{el}`"));
+                }
+                let known = matches!(name.as_str(), "id" | "address" | "group" | "zone")
+                    || name
+                        .strip_prefix("tag:")
+                        .is_some_and(|t| !t.is_empty() && !t.contains('{'));
+                if !known {
+                    return Err(format!("unknown placeholder `{{{name}}}` in `{el}`"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The schedule settings of monkey `m`: `None` when it is not configured.
+fn monkey_schedule(policy: &Policy, m: MonkeyName) -> Option<Option<&str>> {
+    match m {
+        MonkeyName::Chaos => policy.monkeys.chaos.as_ref().map(|c| c.schedule.as_deref()),
+    }
+}
+
+fn monkeys(policy: &Policy, issues: &mut Vec<Issue>) -> BTreeMap<MonkeyName, Cron> {
+    let mut schedules = BTreeMap::new();
+    for m in MonkeyName::ALL {
+        let base = vec![key("monkeys"), key(m.as_str())];
+        match monkey_schedule(policy, m) {
+            None => {}
+            Some(None) => {
+                let mut issue = Issue::at(base.clone(), format!("monkey `{m}` has no schedule"))
+                    .hint("add e.g. `schedule: \"*/30 9-17 * * mon-fri\"` (5-field cron)");
+                issue.at_key = true;
+                issues.push(issue);
+            }
+            Some(Some(expr)) => {
+                let mut p = base.clone();
+                p.push(key("schedule"));
+                match Cron::parse(expr) {
+                    Ok(c) => {
+                        schedules.insert(m, c);
+                    }
+                    Err(e) => issues.push(Issue::at(p, e)),
+                }
+            }
+        }
+        match m {
+            MonkeyName::Chaos => {
+                if let Some(c) = &policy.monkeys.chaos {
+                    chaos(c, &base, issues);
+                }
+            }
+        }
+    }
+    schedules
+}
+
+fn chaos(c: &ChaosConfig, base: &[Seg], issues: &mut Vec<Issue>) {
+    let at = |f: &str| {
+        let mut p = base.to_vec();
+        p.push(key(f));
+        p
+    };
+    if let Some(p) = c.probability {
+        if !(0.0..=1.0).contains(&p) {
+            issues.push(
+                Issue::at(at("probability"), format!("probability {p} is outside 0..=1"))
+                    .hint("0 never acts, 1 always acts, 0.25 acts one run in four"),
+            );
+        }
+    }
+    if let Some(m) = c.mean_time_between_kills {
+        if c.probability.is_some() {
+            issues.push(
+                Issue::at(
+                    at("mean_time_between_kills"),
+                    "`probability` and `mean_time_between_kills` are both set",
+                )
+                .hint("keep one of them"),
+            );
+        }
+        if m.as_secs() == 0 {
+            issues.push(Issue::at(at("mean_time_between_kills"), "mean_time_between_kills must be longer than 0s"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours() {
+        let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).expect("valid");
+        assert_eq!(parse_hours("09:00-17:30"), Ok((t(9, 0), t(17, 30))));
+        assert_eq!(parse_hours("22:00 - 06:00"), Ok((t(22, 0), t(6, 0))));
+        assert_eq!(parse_hours("18:00-24:00"), Ok((t(18, 0), t(0, 0))));
+        for bad in ["9-17", "24:00-01:00", "09:60-10:00", "0900-1000", "09:00", "09:00-10:00-11:00", ""] {
+            assert_eq!(parse_hours(bad), Err(()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn days_and_dates() {
+        assert_eq!(parse_day("Monday"), Some(Weekday::Mon));
+        assert_eq!(parse_day("SUN"), Some(Weekday::Sun));
+        assert_eq!(parse_day("mo"), None);
+        assert!(parse_date("2025-12-25").is_some());
+        assert!(parse_date("2025-2-5").is_none());
+        assert!(parse_date("2025-02-30").is_none());
+    }
+
+    #[test]
+    fn templates() {
+        for ok in ["app@{id}", "{tag:pid}", "{{literal}}", "{address}:{zone}/{group}", "plain"] {
+            assert_eq!(check_template(ok), Ok(()), "{ok}");
+        }
+        for bad in ["{ip}", "{tag:}", "{id", "id}", "{}"] {
+            assert!(check_template(bad).is_err(), "{bad}");
+        }
+    }
 }

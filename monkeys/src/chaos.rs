@@ -1,1 +1,262 @@
-pub fn _todo() {}
+//! Chaos Monkey's decision: for each group with eligible instances, maybe pick one victim — a pure function.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::Rng;
+
+use crate::eligibility::{eligibility, Eligibility, Exclusions};
+use crate::model::Instance;
+use simian_config::OptIn;
+
+/// The knobs of one Chaos Monkey run, already resolved from the policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChaosParams {
+    /// Chance per eligible group per run, 0..=1.
+    pub probability: f64,
+    /// Skip a group whose last live kill is younger than this.
+    pub min_time_between_kills: Option<TimeDelta>,
+    /// Total kills allowed in this run.
+    pub max_kills_per_run: Option<u32>,
+}
+
+/// Key of a group: (target name, group name).
+pub type GroupKey = (String, String);
+
+/// What Chaos Monkey decided for one group (or one non-eligible instance).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Terminate this instance.
+    Kill {
+        /// The victim.
+        victim: Instance,
+        /// How many eligible instances the group had.
+        eligible: usize,
+    },
+    /// The group's probability roll said no this time.
+    NotChosen {
+        /// The group.
+        group: GroupKey,
+        /// The roll, in 0..1.
+        roll: f64,
+        /// The probability it had to beat.
+        probability: f64,
+    },
+    /// The group was killed in too recently.
+    TooRecent {
+        /// The group.
+        group: GroupKey,
+        /// When its last live kill happened.
+        last_kill: DateTime<Utc>,
+    },
+    /// `max_kills_per_run` was already reached.
+    LimitReached {
+        /// The group.
+        group: GroupKey,
+        /// The limit.
+        limit: u32,
+    },
+}
+
+/// Which instances may be touched, and why the others may not.
+#[derive(Debug, Clone, Default)]
+pub struct Partition {
+    /// Eligible instances per group, each list sorted by id.
+    pub eligible: BTreeMap<GroupKey, Vec<Instance>>,
+    /// Opted-in instances that an exclusion protects, with the reason.
+    pub excluded: Vec<(Instance, String)>,
+}
+
+/// Split an inventory into eligible groups and excluded instances (non-opted-in ones are dropped).
+pub fn partition(
+    inventory: &[Instance],
+    opt_in_for: &dyn Fn(&str) -> OptIn,
+    excl: &Exclusions,
+) -> Partition {
+    let mut p = Partition::default();
+    for inst in inventory {
+        match eligibility(inst, &opt_in_for(&inst.target), excl) {
+            Eligibility::Eligible => p
+                .eligible
+                .entry((inst.target.clone(), inst.group.clone()))
+                .or_default()
+                .push(inst.clone()),
+            Eligibility::Excluded(why) => p.excluded.push((inst.clone(), why)),
+            Eligibility::NotOptedIn => {}
+        }
+    }
+    for list in p.eligible.values_mut() {
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    p
+}
+
+/// Decide, group by group in a fixed order, whom to kill.
+///
+/// Every group consumes the same two draws from `rng` whatever is decided, so a change in one
+/// group's history never shifts another group's choice: the same seed, inventory and history
+/// give the same decisions.
+pub fn plan<R: Rng>(
+    eligible: &BTreeMap<GroupKey, Vec<Instance>>,
+    last_live_kill: &BTreeMap<GroupKey, DateTime<Utc>>,
+    params: &ChaosParams,
+    now: DateTime<Utc>,
+    rng: &mut R,
+) -> Vec<Decision> {
+    let mut kills = 0u32;
+    let mut out = Vec::new();
+    for (key, members) in eligible {
+        if members.is_empty() {
+            continue;
+        }
+        let roll: f64 = rng.random();
+        let pick = rng.random_range(0..members.len());
+        if let Some(limit) = params.max_kills_per_run {
+            if kills >= limit {
+                out.push(Decision::LimitReached { group: key.clone(), limit });
+                continue;
+            }
+        }
+        if roll >= params.probability {
+            out.push(Decision::NotChosen { group: key.clone(), roll, probability: params.probability });
+            continue;
+        }
+        if let (Some(min), Some(last)) = (params.min_time_between_kills, last_live_kill.get(key)) {
+            if now.signed_duration_since(*last) < min {
+                out.push(Decision::TooRecent { group: key.clone(), last_kill: *last });
+                continue;
+            }
+        }
+        kills += 1;
+        out.push(Decision::Kill { victim: members[pick].clone(), eligible: members.len() });
+    }
+    out
+}
+
+/// The per-run probability that gives a mean time between kills `mtbk` when runs are `mean_gap` apart.
+pub fn probability_from_mean(mtbk: TimeDelta, mean_gap: TimeDelta) -> f64 {
+    let m = mtbk.num_seconds();
+    if m <= 0 {
+        return 1.0;
+    }
+    (mean_gap.num_seconds() as f64 / m as f64).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use simian_config::ExcludeConfig;
+
+    fn inst(id: &str, group: &str, tags: &[(&str, &str)]) -> Instance {
+        Instance {
+            target: "lab".into(),
+            id: id.into(),
+            address: None,
+            group: group.into(),
+            zone: Some("a".into()),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    const IN: (&str, &str) = ("simian:opt-in", "true");
+
+    fn default_opt_in(_: &str) -> OptIn {
+        OptIn::default()
+    }
+
+    #[test]
+    fn picks_one_per_group_and_respects_history() {
+        let inv = vec![
+            inst("w1", "web", &[IN]),
+            inst("w2", "web", &[IN]),
+            inst("a1", "api", &[IN]),
+            inst("d1", "db", &[]),
+            inst("p1", "payments", &[IN]),
+        ];
+        let excl = Exclusions::new(&ExcludeConfig { groups: vec!["pay*".into()], ..Default::default() }).unwrap();
+        let part = partition(&inv, &default_opt_in, &excl);
+        assert_eq!(part.eligible.len(), 2);
+        assert_eq!(part.excluded.len(), 1);
+        let params = ChaosParams { probability: 1.0, min_time_between_kills: Some(TimeDelta::days(1)), max_kills_per_run: None };
+        let now = Utc::now();
+        let mut history = BTreeMap::new();
+        history.insert(("lab".to_string(), "api".to_string()), now - TimeDelta::hours(2));
+        let d = plan(&part.eligible, &history, &params, now, &mut ChaCha8Rng::seed_from_u64(7));
+        assert!(matches!(&d[0], Decision::TooRecent { group, .. } if group.1 == "api"));
+        assert!(matches!(&d[1], Decision::Kill { victim, eligible: 2 } if victim.group == "web"));
+    }
+
+    #[test]
+    fn same_seed_same_decisions() {
+        let inv: Vec<_> = (0..50).map(|i| inst(&format!("i{i}"), &format!("g{}", i % 7), &[IN])).collect();
+        let part = partition(&inv, &default_opt_in, &Exclusions::new(&ExcludeConfig::default()).unwrap());
+        let params = ChaosParams { probability: 0.5, min_time_between_kills: None, max_kills_per_run: Some(3) };
+        let now = Utc::now();
+        let a = plan(&part.eligible, &BTreeMap::new(), &params, now, &mut ChaCha8Rng::seed_from_u64(42));
+        let b = plan(&part.eligible, &BTreeMap::new(), &params, now, &mut ChaCha8Rng::seed_from_u64(42));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn mean_time_gives_probability() {
+        assert!((probability_from_mean(TimeDelta::days(2), TimeDelta::days(1)) - 0.5).abs() < 1e-9);
+        assert_eq!(probability_from_mean(TimeDelta::hours(1), TimeDelta::days(1)), 1.0);
+    }
+
+    fn arb_instance() -> impl Strategy<Value = Instance> {
+        (0u8..40, 0u8..6, 0u8..3, prop::bool::ANY, prop::bool::ANY, prop::bool::ANY).prop_map(
+            |(id, g, z, opted, wrong_value, exempt)| {
+                let mut tags = BTreeMap::new();
+                if opted {
+                    tags.insert("simian:opt-in".to_string(), if wrong_value { "false" } else { "true" }.to_string());
+                }
+                if exempt {
+                    tags.insert("simian:exempt".to_string(), "true".to_string());
+                }
+                Instance {
+                    target: if g % 2 == 0 { "lab" } else { "prod" }.into(),
+                    id: format!("i-{id}"),
+                    address: None,
+                    group: ["web", "api", "payments-1", "db", "batch", "payments"][g as usize].into(),
+                    zone: Some(["a", "b", "c"][z as usize].into()),
+                    tags,
+                }
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn never_selects_ineligible_and_respects_limit(
+            inv in prop::collection::vec(arb_instance(), 0..60),
+            p in 0.0f64..=1.0,
+            limit in prop::option::of(0u32..5),
+            seed in any::<u64>(),
+        ) {
+            let excl = Exclusions::new(&ExcludeConfig {
+                tags: [("simian:exempt".to_string(), "true".to_string())].into(),
+                groups: vec!["payments*".into()],
+                instances: vec![],
+            }).unwrap();
+            let part = partition(&inv, &default_opt_in, &excl);
+            let params = ChaosParams { probability: p, min_time_between_kills: None, max_kills_per_run: limit };
+            let d = plan(&part.eligible, &BTreeMap::new(), &params, Utc::now(), &mut ChaCha8Rng::seed_from_u64(seed));
+            let mut kills = 0u32;
+            let mut groups = std::collections::BTreeSet::new();
+            for dec in &d {
+                if let Decision::Kill { victim, .. } = dec {
+                    kills += 1;
+                    prop_assert_eq!(victim.tags.get("simian:opt-in").map(String::as_str), Some("true"));
+                    prop_assert!(victim.tags.get("simian:exempt").is_none());
+                    prop_assert!(!victim.group.starts_with("payments"));
+                    prop_assert!(groups.insert((victim.target.clone(), victim.group.clone())), "two kills in one group");
+                }
+            }
+            if let Some(l) = limit { prop_assert!(kills <= l); }
+            if p == 0.0 { prop_assert_eq!(kills, 0); }
+        }
+    }
+}

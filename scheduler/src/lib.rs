@@ -2,3 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod calendar;
+pub mod run;
+pub mod store;

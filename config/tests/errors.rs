@@ -1,0 +1,254 @@
+//! Snapshot tests of policy errors: every problem at once, each as `FILE:LINE:COL: message (hint: …)`.
+
+use std::path::Path;
+
+use simian_config::{load, load_str, LoadedPolicy, PolicyErrors};
+
+fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+}
+
+fn try_load(text: &str, vars: &[(&str, &str)]) -> Result<LoadedPolicy, PolicyErrors> {
+    load_str("policy.yaml", text, Path::new("/etc/simian"), &env_of(vars))
+}
+
+/// The errors `text` produces, one per line (or `ok`).
+fn errors(text: &str, vars: &[(&str, &str)]) -> String {
+    match try_load(text, vars) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+const MANY: &str = r#"version: 2
+mode: livee
+timezone: America/Los_Angles
+colour: blue
+calendar:
+  hours: "9-17"
+  days: [mon, Tuesday, funday]
+  holidays: [2025-12-25, 25/12/2025]
+exclude:
+  groups: ["pay[ments"]
+  instances: ["ok-*", "{a,b"]
+targets:
+  - type: hosts
+    name: web
+    terminate: []
+    hosts:
+      - { id: a, group: web }
+      - { id: a, group: web }
+      - { id: "", group: web }
+  - type: hosts
+    name: web
+    executor: { type: wrap, argv: [] }
+    terminate: ["kill", "{pid}", "{tag:pid}"]
+    timeout: 5x
+    hosts:
+      - { id: b, group: api, colour: red }
+      - { id: c }
+  - type: vms
+    name: other
+  - type: hosts
+    name: ""
+monkeys:
+  chaos:
+    schedule: "*/5 * * *"
+    probability: 1.5
+    mean_time_between_kills: 0s
+    max_kills_per_run: -1
+  gorila:
+    schedule: "* * * * *"
+"#;
+
+#[test]
+fn many_errors_at_once() {
+    insta::assert_snapshot!("many_errors", errors(MANY, &[]));
+}
+
+#[test]
+fn a_monkey_without_schedule_and_nan_probability() {
+    let text = "version: 1\nmonkeys:\n  chaos:\n    probability: .nan\n";
+    insta::assert_snapshot!("no_schedule_nan", errors(text, &[]));
+}
+
+#[test]
+fn unknown_key_hint_names_the_closest_key() {
+    let text = "version: 1\nmonkeys:\n  chaos:\n    schedul: \"* * * * *\"\n";
+    insta::assert_snapshot!("unknown_key", errors(text, &[]));
+}
+
+#[test]
+fn misspelt_timezone_gets_the_closest_iana_name() {
+    let out = [
+        errors("version: 1\ntimezone: America/Los_Angles\n", &[]),
+        errors("version: 1\ntimezone: utc\n", &[]),
+        errors("version: 1\ntimezone: Nowhere/Atlantis\n", &[]),
+    ];
+    insta::assert_snapshot!("timezone", out.join("\n"));
+}
+
+#[test]
+fn yaml_syntax_error_has_a_location() {
+    let out = [
+        errors("version: 1\nmonkeys:\n  chaos:\n    schedule: \"* * * * *\n", &[]),
+        errors("version: 1\ntargets: [\n  {name: a\n", &[]),
+        errors("version: 1\n  mode: live\n", &[]),
+        errors("version: 1\nmode: live\nmode: dry-run\n", &[]),
+        errors("", &[]),
+        errors("- a\n- b\n", &[]),
+    ];
+    insta::assert_snapshot!("syntax", out.join("\n"));
+}
+
+const ENV_POLICY: &str = r#"version: 1
+# ${IN_COMMENT} is not expanded
+store: ${STATE_DIR}/simian.db
+kill_switch: "${STOP_FILE:-/run/simian/stop}"
+targets:
+  - type: hosts
+    name: ${TARGET_NAME}
+    terminate: ["kill", "$$HOME", "{tag:pid}"]
+    hosts:
+      - { id: "${HOST_ID}", group: web, tags: { pid: "${PID:-1}" } }
+monkeys:
+  chaos:
+    schedule: "* * * * *"
+    max_kills_per_run: ${MAX_KILLS:-2}
+    probability: ${PROB:-1}
+"#;
+
+#[test]
+fn env_expansion_set_unset_and_default() {
+    let all = [
+        ("STATE_DIR", "/var/lib/simian"),
+        ("TARGET_NAME", "staging"),
+        ("HOST_ID", "web-1"),
+        ("MAX_KILLS", "7"),
+    ];
+    let p = try_load(ENV_POLICY, &all).expect("all variables set");
+    assert_eq!(p.store_path, Path::new("/var/lib/simian/simian.db"));
+    assert_eq!(p.kill_switch.as_deref(), Some(Path::new("/run/simian/stop")));
+    let t = match &p.policy.targets[0] {
+        simian_config::TargetConfig::Hosts(h) => h,
+    };
+    assert_eq!(t.name, "staging");
+    assert_eq!(
+        t.terminate.as_deref(),
+        Some(&["kill".to_string(), "$HOME".to_string(), "{tag:pid}".to_string()][..])
+    );
+    assert_eq!(t.hosts[0].id, "web-1");
+    assert_eq!(t.hosts[0].tags["pid"], "1");
+    let chaos = p.policy.monkeys.chaos.as_ref().expect("chaos");
+    assert_eq!(chaos.max_kills_per_run, Some(7));
+
+    let missing = [("STATE_DIR", "/var/lib/simian")];
+    insta::assert_snapshot!("env_unset", errors(ENV_POLICY, &missing));
+    let with_prob = [all.as_slice(), &[("PROB", "0.25")]].concat();
+    let p = try_load(ENV_POLICY, &with_prob).expect("probability from env");
+    assert_eq!(p.policy.monkeys.chaos.and_then(|c| c.probability), Some(0.25));
+    // A quoted `${…}` stays a string, so it cannot fill a number.
+    let quoted = "version: 1\nmonkeys:\n  chaos:\n    schedule: '* * * * *'\n    probability: \"${PROB:-1}\"\n";
+    insta::assert_snapshot!("env_quoted_number", errors(quoted, &[]));
+    insta::assert_snapshot!(
+        "env_malformed",
+        errors("version: 1\nstore: ${STATE\ntimezone: ${1X}\n", &[])
+    );
+}
+
+#[test]
+fn resolves_paths_calendar_and_schedules() {
+    let text = r#"version: 1
+timezone: Europe/Berlin
+store: state/simian.db
+kill_switch: /run/stop
+calendar:
+  hours: "22:00-24:00"
+  days: [Mon, friday]
+  holidays: [2025-12-25]
+monkeys:
+  chaos:
+    schedule: "*/30 9-17 * * mon-fri"
+"#;
+    let p = try_load(text, &[]).expect("valid");
+    assert_eq!(p.path, Path::new("/etc/simian/policy.yaml"));
+    assert_eq!(p.store_path, Path::new("/etc/simian/state/simian.db"));
+    assert_eq!(p.kill_switch.as_deref(), Some(Path::new("/run/stop")));
+    assert_eq!(p.tz, chrono_tz::Europe::Berlin);
+    let cal = p.calendar.expect("calendar");
+    let t = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).expect("time");
+    assert_eq!(cal.hours, Some((t(22, 0), t(0, 0))));
+    assert_eq!(cal.days, Some(vec![chrono::Weekday::Mon, chrono::Weekday::Fri]));
+    assert_eq!(cal.holidays, vec![chrono::NaiveDate::from_ymd_opt(2025, 12, 25).expect("date")]);
+    assert!(p.schedules.contains_key(&simian_config::MonkeyName::Chaos));
+
+    let defaults = try_load("version: 1\n", &[]).expect("minimal policy");
+    assert_eq!(defaults.store_path, Path::new("/etc/simian/simian.db"));
+    assert_eq!(defaults.tz, chrono_tz::UTC);
+    assert!(defaults.calendar.is_none() && defaults.schedules.is_empty());
+}
+
+#[test]
+fn load_reads_a_file_and_reports_its_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, "version: 1\nstore: s.db\n").expect("write");
+    let p = load(&file).expect("valid");
+    assert_eq!(p.path, file);
+    assert_eq!(p.store_path, dir.path().join("s.db"));
+
+    std::fs::write(&file, "version: 1\nmood: happy\n").expect("write");
+    let e = load(&file).expect_err("invalid");
+    assert_eq!(
+        e.to_string(),
+        format!("{}:2:1: unknown key `mood` (hint: did you mean `mode`? allowed keys: `version`, `enabled`, `mode`, `timezone`, `store`, `kill_switch`, `calendar`, `opt_in`, `exclude`, `targets`, `monkeys`)", file.display())
+    );
+    let e = load(&dir.path().join("missing.yaml")).expect_err("missing");
+    assert!(e.to_string().contains("cannot read policy"), "{e}");
+}
+
+#[test]
+fn every_example_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    let vars: Vec<(String, String)> = ["WEB", "API", "DB"]
+        .iter()
+        .flat_map(|g| ["A", "B", "C"].map(|z| (format!("DEMO_PID_{g}_{z}"), "4242".to_string())))
+        .collect();
+    let env = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    for entry in std::fs::read_dir(&dir).expect("examples folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let name = path.display().to_string();
+        if let Err(e) = load_str(&name, &text, &dir, &env) {
+            panic!("{name} does not load:\n{e}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2, "expected the examples hosts.yaml and demo.yaml");
+}
+
+#[test]
+fn no_panic_on_odd_input() {
+    for text in [
+        "version: 1\ntargets: 3\n",
+        "version: 1\ntargets: [3, [1], {type: [x]}, {name: a}]\n",
+        "version: x\nmonkeys: [chaos]\n",
+        "version: 1\nmonkeys: {chaos: 3}\n",
+        "version: 1\nexclude: {tags: {a: [1]}}\n",
+        "a: &x [*x]\n",
+        "? [a, b]\n: c\nversion: 1\n",
+        "version: 1\nmonkeys:\n  chaos: ~\n",
+        "version: 1\n---\nversion: 2\n",
+        "version: 1\nstore: !tagged x\n",
+        "{",
+        "\t",
+    ] {
+        let out = errors(text, &[]);
+        assert!(!out.is_empty(), "{text}");
+        eprintln!("{text:?} =>\n{out}");
+    }
+}

@@ -1,0 +1,418 @@
+//! The store: one SQLite file (WAL) with versioned migrations, holding runs, findings and the kill journal.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use simian_monkeys::{Action, Finding, Instance, MonkeyName, Outcome, Severity};
+
+/// Store failures; the path is always named.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer simian.
+    #[error("store {path}: schema version {found} is newer than this simian understands ({known}); upgrade simian")]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Newest version known here.
+        known: i64,
+    },
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` = how many have run. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, findings, and the kill journal.
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        seed TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER
+     );
+     CREATE TABLE findings (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        at_ms INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        monkey TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        target TEXT,
+        instance TEXT,
+        grp TEXT,
+        zone TEXT,
+        severity TEXT NOT NULL,
+        message TEXT NOT NULL
+     );
+     CREATE INDEX findings_at ON findings(at_ms);
+     CREATE TABLE kills (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        target TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed'))
+     );
+     CREATE INDEX kills_group ON kills(target, grp, at_ms);",
+];
+
+/// Result of asking to kill in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Journaled as pending; carry it out, then call [`Store::finish_kill`].
+    Granted(i64),
+    /// Another kill in the group (maybe by a concurrent run) is younger than the minimum.
+    TooRecent(DateTime<Utc>),
+}
+
+/// A stored finding with its run context (the `history` contract).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// The run it belongs to.
+    pub run_id: String,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+    /// The run's mode.
+    pub mode: String,
+    /// The finding.
+    pub finding: Finding,
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let wrap = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // A missing folder gives SQLite's opaque "unable to open"; create it instead.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
+        let mut store = Store { conn, path: path.to_path_buf() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn wrap(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let known = MIGRATIONS.len() as i64;
+        // IMMEDIATE: two processes opening a fresh file must not both migrate.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        let found: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        if found > known {
+            return Err(StoreError::TooNew { path: self.path.clone(), found, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.execute_batch(sql)
+                .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        }
+        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })
+    }
+
+    /// Schema version of the open file.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.wrap(e))
+    }
+
+    /// Record the start of a run.
+    pub fn begin_run(&self, run_id: &str, seed: u64, mode: &str, started: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (id, seed, mode, started_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, seed.to_string(), mode, ms(started)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Record the end of a run.
+    pub fn finish_run(&self, run_id: &str, finished: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE runs SET finished_ms = ?2 WHERE id = ?1", params![run_id, ms(finished)])
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Record one finding of a run.
+    pub fn add_finding(&self, run_id: &str, at: DateTime<Utc>, mode: &str, f: &Finding) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO findings (run_id, at_ms, mode, dry_run, monkey, action, outcome, target, instance, grp, zone, severity, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    run_id,
+                    ms(at),
+                    mode,
+                    mode != "live",
+                    f.monkey.as_str(),
+                    f.action.as_str(),
+                    f.outcome.as_str(),
+                    f.target,
+                    f.instance,
+                    f.group,
+                    f.zone,
+                    f.severity.as_str(),
+                    f.message
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The newest live kill (pending or done) per (target, group).
+    pub fn last_live_kills(&self) -> Result<BTreeMap<(String, String), DateTime<Utc>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT target, grp, MAX(at_ms) FROM kills WHERE status IN ('pending','done') GROUP BY target, grp")
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?), from_ms(r.get(2)?))))
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// Atomically check the group's minimum spacing and journal a pending kill.
+    ///
+    /// `BEGIN IMMEDIATE` takes the write lock before reading, so of two runs racing for the same
+    /// group the second waits, then sees the first one's pending kill.
+    pub fn claim_kill(
+        &mut self,
+        run_id: &str,
+        inst: &Instance,
+        now: DateTime<Utc>,
+        min_between: Option<TimeDelta>,
+    ) -> Result<Claim, StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
+        if let Some(min) = min_between {
+            let last: Option<i64> = tx
+                .query_row(
+                    "SELECT MAX(at_ms) FROM kills WHERE target = ?1 AND grp = ?2 AND status IN ('pending','done')",
+                    params![inst.target, inst.group],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(wrap)?
+                .flatten();
+            if let Some(last) = last.map(from_ms) {
+                if now.signed_duration_since(last) < min {
+                    return Ok(Claim::TooRecent(last));
+                }
+            }
+        }
+        tx.execute(
+            "INSERT INTO kills (run_id, target, grp, instance, at_ms, status) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+            params![run_id, inst.target, inst.group, inst.id, ms(now)],
+        )
+        .map_err(wrap)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(wrap)?;
+        Ok(Claim::Granted(id))
+    }
+
+    /// Mark a journaled kill as done or failed.
+    pub fn finish_kill(&self, kill_id: i64, ok: bool) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE kills SET status = ?2 WHERE id = ?1",
+                params![kill_id, if ok { "done" } else { "failed" }],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Findings recorded at or after `since`, newest first.
+    pub fn history(&self, since: DateTime<Utc>) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run_id, at_ms, mode, monkey, action, outcome, target, instance, grp, zone, severity, message
+                 FROM findings WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map(params![ms(since)], |r| {
+                let text = |i: usize| r.get::<_, String>(i);
+                Ok((
+                    text(0)?,
+                    r.get::<_, i64>(1)?,
+                    text(2)?,
+                    text(3)?,
+                    text(4)?,
+                    text(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    text(10)?,
+                    text(11)?,
+                ))
+            })
+            .map_err(|e| self.wrap(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (run_id, at, mode, monkey, action, outcome, target, instance, group, zone, severity, message) =
+                row.map_err(|e| self.wrap(e))?;
+            // Rows from a newer simian with names this one does not know are skipped, not fatal.
+            let Some(finding) = decode(&monkey, &action, &outcome, &severity).map(|(monkey, action, outcome, severity)| Finding {
+                monkey,
+                action,
+                outcome,
+                target,
+                instance,
+                group,
+                zone,
+                severity,
+                message,
+            }) else {
+                continue;
+            };
+            out.push(HistoryEntry { run_id, at: from_ms(at), mode, finding });
+        }
+        Ok(out)
+    }
+}
+
+fn decode(monkey: &str, action: &str, outcome: &str, severity: &str) -> Option<(MonkeyName, Action, Outcome, Severity)> {
+    let monkey = monkey.parse().ok()?;
+    let action = [Action::Terminate, Action::Run].into_iter().find(|a| a.as_str() == action)?;
+    let outcome = [Outcome::Planned, Outcome::Done, Outcome::Failed, Outcome::Skipped]
+        .into_iter()
+        .find(|o| o.as_str() == outcome)?;
+    let severity = [Severity::Info, Severity::Warning, Severity::Critical].into_iter().find(|s| s.as_str() == severity)?;
+    Some((monkey, action, outcome, severity))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(group: &str) -> Instance {
+        Instance {
+            target: "lab".into(),
+            id: "web-1".into(),
+            address: None,
+            group: group.into(),
+            zone: None,
+            tags: Default::default(),
+        }
+    }
+
+    #[test]
+    fn migrates_once_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/simian.db");
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        drop(s);
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let mode: String = s.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        Store::open(&p).unwrap().conn.pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(Store::open(&p), Err(StoreError::TooNew { found: 99, .. })));
+    }
+
+    #[test]
+    fn claim_enforces_min_spacing_and_failed_kills_do_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let now = Utc::now();
+        s.begin_run("r1", 1, "live", now).unwrap();
+        let day = Some(TimeDelta::days(1));
+        let Claim::Granted(id) = s.claim_kill("r1", &inst("web"), now, day).unwrap() else { panic!("first claim refused") };
+        assert!(matches!(s.claim_kill("r1", &inst("web"), now, day).unwrap(), Claim::TooRecent(_)));
+        assert!(matches!(s.claim_kill("r1", &inst("api"), now, day).unwrap(), Claim::Granted(_)));
+        s.finish_kill(id, false).unwrap();
+        assert!(matches!(s.claim_kill("r1", &inst("web"), now, day).unwrap(), Claim::Granted(_)));
+        assert_eq!(s.last_live_kills().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_claims_grant_exactly_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        Store::open(&p).unwrap().begin_run("r", 1, "live", Utc::now()).unwrap();
+        let granted: usize = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    sc.spawn(|| {
+                        let mut s = Store::open(&p).unwrap();
+                        matches!(
+                            s.claim_kill("r", &inst("web"), Utc::now(), Some(TimeDelta::hours(1))).unwrap(),
+                            Claim::Granted(_)
+                        ) as usize
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(granted, 1);
+    }
+
+    #[test]
+    fn history_round_trips_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let t0 = Utc::now();
+        s.begin_run("r", 9, "dry-run", t0).unwrap();
+        let f1 = Finding::run_level(MonkeyName::Chaos, Outcome::Skipped, Severity::Info, "first");
+        let f2 = Finding::about(MonkeyName::Chaos, Action::Terminate, Outcome::Planned, Severity::Warning, &inst("web"), "second");
+        s.add_finding("r", t0, "dry-run", &f1).unwrap();
+        s.add_finding("r", t0 + TimeDelta::seconds(1), "dry-run", &f2).unwrap();
+        let h = s.history(t0 - TimeDelta::days(1)).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].finding, f2);
+        assert_eq!(h[1].finding, f1);
+        assert_eq!(h[0].mode, "dry-run");
+        assert!(s.history(t0 + TimeDelta::days(1)).unwrap().is_empty());
+    }
+}

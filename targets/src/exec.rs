@@ -1,0 +1,321 @@
+//! Executors: how an argv reaches an instance — run here (`local`) or behind a templated prefix (`wrap`).
+//!
+//! Commands are argv vectors run without a shell, stdin closed, output captured, under a timeout after which
+//! the child is killed.
+
+use std::fmt::Write as _;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use simian_config::ExecutorConfig;
+use simian_monkeys::Instance;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tracing::debug;
+
+use crate::template::{self, TemplateError};
+
+/// At most this much of each output stream is kept; the rest is read and dropped.
+const MAX_CAPTURE: usize = 1024 * 1024;
+/// At most this much stderr goes into an error message.
+const MAX_STDERR_IN_ERROR: usize = 2048;
+
+/// A runtime executor, built from an [`ExecutorConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executor {
+    /// Run argv on this machine as is.
+    Local,
+    /// Render `prefix` (a template) for the instance and run `prefix ++ argv` on this machine.
+    Wrap {
+        /// The prefix template, e.g. `["docker", "exec", "{id}"]`.
+        prefix: Vec<String>,
+    },
+}
+
+/// What a finished command printed and how it exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Standard output (lossy UTF-8, at most 1 MiB).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8, at most 1 MiB).
+    pub stderr: String,
+    /// Exit status (always 0 in an `Ok`).
+    pub status: i32,
+}
+
+/// Why a command could not be run or did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The argv (after any prefix) is empty.
+    #[error("nothing to run: the command is empty")]
+    Empty,
+    /// The executor's prefix template does not render for this instance.
+    #[error("cannot build the executor prefix: {0}")]
+    Prefix(#[source] TemplateError),
+    /// The program could not be started.
+    #[error("cannot run `{program}`: {reason}")]
+    Spawn {
+        /// The program (`argv[0]`).
+        program: String,
+        /// The operating system's reason, e.g. `No such file or directory`.
+        reason: String,
+        /// The kind of the underlying I/O error.
+        kind: std::io::ErrorKind,
+    },
+    /// The command outlived its timeout and was killed.
+    #[error("timed out after {} running `{argv}`", human(*.after))]
+    Timeout {
+        /// The whole argv, for display.
+        argv: String,
+        /// The timeout that elapsed.
+        after: Duration,
+    },
+    /// The command ran and failed.
+    #[error("`{argv}` {}{}", describe(*.status, *.signal), stderr_suffix(.stderr))]
+    Failed {
+        /// The whole argv, for display.
+        argv: String,
+        /// The exit code, or `None` when a signal ended it.
+        status: Option<i32>,
+        /// The signal that ended it, if any.
+        signal: Option<i32>,
+        /// Trimmed standard error, truncated to about 2 KB.
+        stderr: String,
+    },
+    /// Waiting for the command or reading its output failed.
+    #[error("lost track of `{argv}`: {reason}")]
+    Wait {
+        /// The whole argv, for display.
+        argv: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+}
+
+fn describe(status: Option<i32>, signal: Option<i32>) -> String {
+    match (status, signal) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        (None, None) => "ended without an exit status".to_string(),
+    }
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+/// A timeout for messages: `30s`, `200ms`, `1.5s`.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// An io error's message without the ` (os error N)` suffix.
+fn reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Shows an argv for people: elements joined by spaces, those with unusual characters in single quotes.
+///
+/// For messages only; commands are never run through a shell.
+pub fn display_argv(argv: &[String]) -> String {
+    let mut out = String::new();
+    for (i, a) in argv.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_alphanumeric() || "-_./:=@,+%^".contains(c));
+        if plain {
+            out.push_str(a);
+        } else {
+            let _ = write!(out, "'{}'", a.replace('\'', r"'\''"));
+        }
+    }
+    out
+}
+
+/// Trims `s` and cuts it to about `max` bytes on a character boundary, marking the cut.
+fn truncate(s: &str, max: usize) -> String {
+    let s = s.trim();
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &s[..end], s.len() - end)
+}
+
+/// Reads a stream to its end, keeping at most [`MAX_CAPTURE`] bytes.
+async fn capture<R: AsyncRead + Unpin>(stream: Option<R>) -> std::io::Result<Vec<u8>> {
+    let mut kept = Vec::new();
+    let Some(mut stream) = stream else {
+        return Ok(kept);
+    };
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(kept);
+        }
+        let room = MAX_CAPTURE.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+}
+
+#[cfg(unix)]
+fn signal_of(status: &ExitStatus) -> Option<i32> {
+    std::os::unix::process::ExitStatusExt::signal(status)
+}
+
+#[cfg(not(unix))]
+fn signal_of(_status: &ExitStatus) -> Option<i32> {
+    None
+}
+
+impl Executor {
+    /// Builds the runtime executor from its configuration.
+    pub fn from_config(config: &ExecutorConfig) -> Self {
+        match config {
+            ExecutorConfig::Local => Executor::Local,
+            ExecutorConfig::Wrap { argv } => Executor::Wrap {
+                prefix: argv.clone(),
+            },
+        }
+    }
+
+    /// The full argv this executor would run for `argv` on `inst` (prefix rendered and prepended).
+    pub fn command_line(&self, inst: &Instance, argv: &[String]) -> Result<Vec<String>, ExecError> {
+        match self {
+            Executor::Local => Ok(argv.to_vec()),
+            Executor::Wrap { prefix } => {
+                let mut full = template::render(prefix, inst).map_err(ExecError::Prefix)?;
+                full.extend_from_slice(argv);
+                Ok(full)
+            }
+        }
+    }
+
+    /// Runs `argv` for `inst`, killing it after `timeout`; `Ok` only when it exits with status 0.
+    pub async fn run(
+        &self,
+        inst: &Instance,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<Output, ExecError> {
+        let full = self.command_line(inst, argv)?;
+        debug!(instance = %inst.id, argv = ?full, "running command");
+        run_argv(&full, timeout).await
+    }
+}
+
+/// Runs `argv` on this machine without a shell, stdin closed, output captured, killed after `timeout`.
+pub async fn run_argv(argv: &[String], timeout: Duration) -> Result<Output, ExecError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(ExecError::Empty);
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ExecError::Spawn {
+            program: program.clone(),
+            reason: reason(&e),
+            kind: e.kind(),
+        })?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let finished = tokio::time::timeout(timeout, async {
+        tokio::join!(capture(stdout), capture(stderr), child.wait())
+    })
+    .await;
+    let (out, err, status) = match finished {
+        Ok(parts) => parts,
+        Err(_elapsed) => {
+            // SIGKILL and reap; if it already exited, there is nothing left to do.
+            let _ = child.kill().await;
+            debug!(argv = ?argv, timeout_ms = timeout.as_millis() as u64, "killed command after timeout");
+            return Err(ExecError::Timeout {
+                argv: display_argv(argv),
+                after: timeout,
+            });
+        }
+    };
+    let wait_err = |e: std::io::Error| ExecError::Wait {
+        argv: display_argv(argv),
+        reason: reason(&e),
+    };
+    let status = status.map_err(wait_err)?;
+    let stdout = String::from_utf8_lossy(&out.map_err(wait_err)?).into_owned();
+    let stderr = String::from_utf8_lossy(&err.map_err(wait_err)?).into_owned();
+    match status.code() {
+        Some(0) => Ok(Output {
+            stdout,
+            stderr,
+            status: 0,
+        }),
+        code => Err(ExecError::Failed {
+            argv: display_argv(argv),
+            status: code,
+            signal: signal_of(&status),
+            stderr: truncate(&stderr, MAX_STDERR_IN_ERROR),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(30)), "30s");
+        assert_eq!(human(Duration::from_millis(200)), "200ms");
+        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(human(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn argv_display_quotes_only_when_needed() {
+        let argv: Vec<String> = ["kill", "-TERM", "1234", "a b", "it's", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(display_argv(&argv), r#"kill -TERM 1234 'a b' 'it'\''s' ''"#);
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        let s = "é".repeat(2000);
+        let t = truncate(&s, 2047);
+        assert!(t.starts_with(&"é".repeat(1023)));
+        assert!(t.ends_with("(1954 more bytes)"), "{t}");
+        assert_eq!(truncate("  boom \n", 2048), "boom");
+    }
+
+    #[test]
+    fn strips_os_error_codes() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(reason(&e), "No such file or directory");
+    }
+}
