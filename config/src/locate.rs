@@ -188,10 +188,7 @@ impl Builder {
     /// Records a key of the innermost mapping.
     fn take_key(&mut self, k: String, at: Loc) {
         if let Some(Frame::Map {
-            path,
-            key,
-            located,
-            ..
+            path, key, located, ..
         }) = self.stack.last_mut()
         {
             if !*located {
@@ -201,10 +198,13 @@ impl Builder {
             let mut p = path.clone();
             p.push(Seg::Key(k.clone()));
             let ps = path_string(&p);
-            if self.loc.keys.contains_key(&ps) {
-                self.loc.duplicates.push((ps, at));
-            } else {
-                self.loc.keys.insert(ps, at);
+            match self.loc.keys.entry(ps) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    self.loc.duplicates.push((e.key().clone(), at))
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(at);
+                }
             }
             *key = Some(k);
         }
@@ -323,7 +323,13 @@ mod tests {
         assert!(l.is_plain(&[key("version")]));
         let t0 = [key("targets"), Seg::Index(0)];
         assert_eq!(l.value_loc(&t0), Some((6, 5)));
-        let id = [key("targets"), Seg::Index(0), key("hosts"), Seg::Index(0), key("id")];
+        let id = [
+            key("targets"),
+            Seg::Index(0),
+            key("hosts"),
+            Seg::Index(0),
+            key("id"),
+        ];
         assert_eq!(l.value_loc(&id), Some((8, 14)));
         // Unknown paths fall back to the nearest ancestor.
         let deep = [key("targets"), Seg::Index(0), key("nope")];
@@ -338,7 +344,10 @@ mod tests {
         l.mark_removed(&seq, 1); // current 1 is original 2
         let t = l.translate(&[key("a"), Seg::Index(1), key("b")]);
         assert_eq!(t, vec![key("a"), Seg::Index(3), key("b")]);
-        assert_eq!(l.translate(&[key("a"), Seg::Index(0)]), vec![key("a"), Seg::Index(0)]);
+        assert_eq!(
+            l.translate(&[key("a"), Seg::Index(0)]),
+            vec![key("a"), Seg::Index(0)]
+        );
     }
 
     #[test]

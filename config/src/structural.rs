@@ -41,7 +41,11 @@ impl Ctx<'_> {
 /// Deserializes `value` (found at current path `base`) as `T`, removing bad nodes until it fits.
 ///
 /// Returns `None` when the value as a whole cannot become a `T` (the caller drops it).
-pub(crate) fn deserialize_fixing<T: DeserializeOwned>(value: &mut Value, base: &[Seg], ctx: &mut Ctx) -> Option<T> {
+pub(crate) fn deserialize_fixing<T: DeserializeOwned>(
+    value: &mut Value,
+    base: &[Seg],
+    ctx: &mut Ctx,
+) -> Option<T> {
     for _ in 0..MAX_ROUNDS {
         let err = match serde_path_to_error::deserialize::<_, T>(Lenient(value.clone())) {
             Ok(t) => return Some(t),
@@ -52,22 +56,28 @@ pub(crate) fn deserialize_fixing<T: DeserializeOwned>(value: &mut Value, base: &
             match s {
                 serde_path_to_error::Segment::Seq { index } => rel.push(Seg::Index(*index)),
                 serde_path_to_error::Segment::Map { key } => rel.push(Seg::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => break,
+                serde_path_to_error::Segment::Enum { .. }
+                | serde_path_to_error::Segment::Unknown => break,
+            }
+        }
+        let msg = err.inner().to_string();
+        // A map visitor may reject a key before the path records it: add it, so it is the key removed.
+        if let Some(rest) = msg.strip_prefix("unknown field ") {
+            if let Some(found) = backticked(rest).first() {
+                if rel.last() != Some(&Seg::Key(found.to_string())) {
+                    rel.push(Seg::Key(found.to_string()));
+                }
             }
         }
         let mut cur = base.to_vec();
         cur.extend(rel.iter().cloned());
-        let issue = describe(&err.inner().to_string(), &cur, ctx);
+        let issue = describe(&msg, &cur, ctx);
         if let Some(issue) = issue {
             ctx.report(issue);
         }
         // Cut out the node the error is about.
-        let Some((last, parent)) = rel.split_last() else {
-            return None;
-        };
-        let Some(container) = node_mut(value, parent) else {
-            return None;
-        };
+        let (last, parent) = rel.split_last()?;
+        let container = node_mut(value, parent)?;
         let original = path_string(&ctx.loc.translate(&cur));
         let removed = match (container, last) {
             (Value::Mapping(m), Seg::Key(k)) => {
@@ -77,7 +87,10 @@ pub(crate) fn deserialize_fixing<T: DeserializeOwned>(value: &mut Value, base: &
             }
             (Value::Sequence(items), Seg::Index(i)) if *i < items.len() => {
                 items.remove(*i);
-                let seq: Vec<Seg> = cur.get(..cur.len().saturating_sub(1)).unwrap_or_default().to_vec();
+                let seq: Vec<Seg> = cur
+                    .get(..cur.len().saturating_sub(1))
+                    .unwrap_or_default()
+                    .to_vec();
                 ctx.loc.mark_removed(&seq, *i);
                 true
             }
@@ -114,7 +127,10 @@ fn backticked(s: &str) -> Vec<&str> {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub(crate) fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+pub(crate) fn closest<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
     let w = word.to_lowercase();
     let (best, dist) = candidates
         .into_iter()
@@ -137,7 +153,10 @@ fn describe(msg: &str, cur: &[Seg], ctx: &Ctx) -> Option<Issue> {
             let known: Vec<&str> = MonkeyName::ALL.iter().map(|m| m.as_str()).collect();
             let mut issue = Issue::at(
                 cur.to_vec(),
-                format!("unknown monkey `{found}`; known monkeys: {}", known.join(", ")),
+                format!(
+                    "unknown monkey `{found}`; known monkeys: {}",
+                    known.join(", ")
+                ),
             );
             issue.at_key = true;
             if let Some(c) = closest(found, known.iter().copied()) {
@@ -145,10 +164,16 @@ fn describe(msg: &str, cur: &[Seg], ctx: &Ctx) -> Option<Issue> {
             }
             return Some(issue);
         }
-        if matches!(parent, [Seg::Key(t), Seg::Index(_)] if t == "targets") {
+        if matches!(parent, [Seg::Key(t), Seg::Index(_)] if t == "targets")
+            && !allowed.contains(&"type")
+        {
             allowed.insert(0, "type");
         }
-        let list = allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
+        let list = allowed
+            .iter()
+            .map(|a| format!("`{a}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let hint = match closest(found, allowed.iter().copied()) {
             Some(c) => format!("did you mean `{c}`? allowed keys: {list}"),
             None if allowed.is_empty() => "remove it".to_string(),
@@ -173,8 +198,15 @@ fn describe(msg: &str, cur: &[Seg], ctx: &Ctx) -> Option<Issue> {
     if let Some(rest) = msg.strip_prefix("unknown variant ") {
         let names = backticked(rest);
         if let Some((found, expected)) = names.split_first() {
-            let list = expected.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
-            let mut issue = Issue::at(cur.to_vec(), format!("unknown value `{found}`; expected one of {list}"));
+            let list = expected
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut issue = Issue::at(
+                cur.to_vec(),
+                format!("unknown value `{found}`; expected one of {list}"),
+            );
             if let Some(c) = closest(found, expected.iter().copied()) {
                 issue.hint = Some(format!("did you mean `{c}`?"));
             }
@@ -203,6 +235,9 @@ mod tests {
 
     #[test]
     fn backticks() {
-        assert_eq!(backticked("`a`, expected one of `b`, `c`"), vec!["a", "b", "c"]);
+        assert_eq!(
+            backticked("`a`, expected one of `b`, `c`"),
+            vec!["a", "b", "c"]
+        );
     }
 }

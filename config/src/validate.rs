@@ -11,7 +11,9 @@ use chrono::{NaiveDate, NaiveTime, Weekday};
 use crate::cron5::Cron;
 use crate::load::CalendarSpec;
 use crate::locate::{key, Issue, Seg};
-use crate::schema::{CalendarConfig, ChaosConfig, ExecutorConfig, HostsTarget, Policy, TargetConfig};
+use crate::schema::{
+    CalendarConfig, ChaosConfig, ExecutorConfig, HostsTarget, Policy, TargetConfig,
+};
 use crate::structural::closest;
 use crate::MonkeyName;
 
@@ -43,18 +45,30 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path) -> (Resolved, Vec<Issue
         );
     }
     let tz = timezone(&policy.timezone, &mut issues);
-    for (field, value) in [("store", &policy.store), ("kill_switch", &policy.kill_switch)] {
+    for (field, value) in [
+        ("store", &policy.store),
+        ("kill_switch", &policy.kill_switch),
+    ] {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-            issues.push(Issue::at(vec![key(field)], "must not be empty").hint("give a file path, or remove the key"));
+            issues.push(
+                Issue::at(vec![key(field)], "must not be empty")
+                    .hint("give a file path, or remove the key"),
+            );
         }
     }
     let store_path = base_dir.join(policy.store.as_deref().unwrap_or("simian.db"));
     let kill_switch = policy.kill_switch.as_deref().map(|k| base_dir.join(k));
     let calendar = policy.calendar.as_ref().map(|c| calendar(c, &mut issues));
     if policy.opt_in.tag.is_empty() {
-        issues.push(Issue::at(vec![key("opt_in"), key("tag")], "the opt-in tag must not be empty"));
+        issues.push(Issue::at(
+            vec![key("opt_in"), key("tag")],
+            "the opt-in tag must not be empty",
+        ));
     }
-    for (field, globs) in [("groups", &policy.exclude.groups), ("instances", &policy.exclude.instances)] {
+    for (field, globs) in [
+        ("groups", &policy.exclude.groups),
+        ("instances", &policy.exclude.instances),
+    ] {
         for (i, g) in globs.iter().enumerate() {
             if let Err(e) = globset::Glob::new(g) {
                 issues.push(Issue::at(
@@ -98,8 +112,11 @@ fn calendar(c: &CalendarConfig, issues: &mut Vec<Issue>) -> CalendarSpec {
         Ok(w) => Some(w),
         Err(()) => {
             issues.push(
-                Issue::at(at("hours"), format!("invalid hours `{h}`: expected `HH:MM-HH:MM` in 24-hour time"))
-                    .hint("e.g. `09:00-17:00`, or `22:00-06:00` across midnight"),
+                Issue::at(
+                    at("hours"),
+                    format!("invalid hours `{h}`: expected `HH:MM-HH:MM` in 24-hour time"),
+                )
+                .hint("e.g. `09:00-17:00`, or `22:00-06:00` across midnight"),
             );
             None
         }
@@ -107,7 +124,8 @@ fn calendar(c: &CalendarConfig, issues: &mut Vec<Issue>) -> CalendarSpec {
     let days = c.days.as_ref().map(|days| {
         if days.is_empty() {
             issues.push(
-                Issue::at(at("days"), "an empty list of days never runs").hint("remove `days` to allow every day"),
+                Issue::at(at("days"), "an empty list of days never runs")
+                    .hint("remove `days` to allow every day"),
             );
         }
         let mut out = Vec::new();
@@ -142,7 +160,11 @@ fn calendar(c: &CalendarConfig, issues: &mut Vec<Issue>) -> CalendarSpec {
             ),
         }
     }
-    CalendarSpec { hours, days, holidays }
+    CalendarSpec {
+        hours,
+        days,
+        holidays,
+    }
 }
 
 /// `HH:MM-HH:MM`; an end of `24:00` means midnight.
@@ -155,7 +177,9 @@ pub(crate) fn parse_hours(s: &str) -> Result<(NaiveTime, NaiveTime), ()> {
 
 fn parse_hhmm(s: &str, allow_24: bool) -> Result<NaiveTime, ()> {
     let (h, m) = s.split_once(':').ok_or(())?;
-    let digits = |t: &str, n: std::ops::RangeInclusive<usize>| n.contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
+    let digits = |t: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit())
+    };
     if !digits(h, 1..=2) || !digits(m, 2..=2) {
         return Err(());
     }
@@ -183,7 +207,9 @@ pub(crate) fn parse_day(s: &str) -> Option<Weekday> {
 fn parse_date(s: &str) -> Option<NaiveDate> {
     let b = s.as_bytes();
     let shape = b.len() == 10 && b.get(4) == Some(&b'-') && b.get(7) == Some(&b'-');
-    shape.then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).flatten()
+    shape
+        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten()
 }
 
 fn targets(targets: &[TargetConfig], issues: &mut Vec<Issue>) {
@@ -239,11 +265,17 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
         }
     }
     if h.timeout.is_some_and(|t| t.as_secs() == 0) {
-        issues.push(Issue::at(at(&[key("timeout")]), "the timeout must be longer than 0s"));
+        issues.push(Issue::at(
+            at(&[key("timeout")]),
+            "the timeout must be longer than 0s",
+        ));
     }
     if let Some(o) = &h.opt_in {
         if o.tag.is_empty() {
-            issues.push(Issue::at(at(&[key("opt_in"), key("tag")]), "the opt-in tag must not be empty"));
+            issues.push(Issue::at(
+                at(&[key("opt_in"), key("tag")]),
+                "the opt-in tag must not be empty",
+            ));
         }
     }
     let mut ids = HashSet::new();
@@ -253,8 +285,11 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
             issues.push(Issue::at(hp("id"), "a host id must not be empty"));
         } else if !ids.insert(host.id.as_str()) {
             issues.push(
-                Issue::at(hp("id"), format!("duplicate host id `{}` in this target", host.id))
-                    .hint("host ids must be unique within a target"),
+                Issue::at(
+                    hp("id"),
+                    format!("duplicate host id `{}` in this target", host.id),
+                )
+                .hint("host ids must be unique within a target"),
             );
         }
         if host.group.trim().is_empty() {
@@ -366,8 +401,11 @@ fn chaos(c: &ChaosConfig, base: &[Seg], issues: &mut Vec<Issue>) {
     if let Some(p) = c.probability {
         if !(0.0..=1.0).contains(&p) {
             issues.push(
-                Issue::at(at("probability"), format!("probability {p} is outside 0..=1"))
-                    .hint("0 never acts, 1 always acts, 0.25 acts one run in four"),
+                Issue::at(
+                    at("probability"),
+                    format!("probability {p} is outside 0..=1"),
+                )
+                .hint("0 never acts, 1 always acts, 0.25 acts one run in four"),
             );
         }
     }
@@ -382,7 +420,10 @@ fn chaos(c: &ChaosConfig, base: &[Seg], issues: &mut Vec<Issue>) {
             );
         }
         if m.as_secs() == 0 {
-            issues.push(Issue::at(at("mean_time_between_kills"), "mean_time_between_kills must be longer than 0s"));
+            issues.push(Issue::at(
+                at("mean_time_between_kills"),
+                "mean_time_between_kills must be longer than 0s",
+            ));
         }
     }
 }
@@ -397,7 +438,15 @@ mod tests {
         assert_eq!(parse_hours("09:00-17:30"), Ok((t(9, 0), t(17, 30))));
         assert_eq!(parse_hours("22:00 - 06:00"), Ok((t(22, 0), t(6, 0))));
         assert_eq!(parse_hours("18:00-24:00"), Ok((t(18, 0), t(0, 0))));
-        for bad in ["9-17", "24:00-01:00", "09:60-10:00", "0900-1000", "09:00", "09:00-10:00-11:00", ""] {
+        for bad in [
+            "9-17",
+            "24:00-01:00",
+            "09:60-10:00",
+            "0900-1000",
+            "09:00",
+            "09:00-10:00-11:00",
+            "",
+        ] {
             assert_eq!(parse_hours(bad), Err(()), "{bad}");
         }
     }
@@ -414,7 +463,13 @@ mod tests {
 
     #[test]
     fn templates() {
-        for ok in ["app@{id}", "{tag:pid}", "{{literal}}", "{address}:{zone}/{group}", "plain"] {
+        for ok in [
+            "app@{id}",
+            "{tag:pid}",
+            "{{literal}}",
+            "{address}:{zone}/{group}",
+            "plain",
+        ] {
             assert_eq!(check_template(ok), Ok(()), "{ok}");
         }
         for bad in ["{ip}", "{tag:}", "{id", "id}", "{}"] {

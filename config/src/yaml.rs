@@ -202,7 +202,10 @@ impl MapAcc {
 impl<'de> MapAccess<'de> for MapAcc {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
@@ -225,7 +228,10 @@ struct SeqAcc(std::vec::IntoIter<Value>);
 impl<'de> SeqAccess<'de> for SeqAcc {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         match self.0.next() {
             Some(v) => seed.deserialize(Lenient(v)).map(Some),
             None => Ok(None),
@@ -245,7 +251,8 @@ mod tests {
     #[test]
     fn scalars_read_as_strings() {
         let v = parse("pid: 1234\nok: true\nf: 0.5\n").expect("parses");
-        let m: BTreeMap<String, String> = serde::Deserialize::deserialize(Lenient(v)).expect("lenient");
+        let m: BTreeMap<String, String> =
+            serde::Deserialize::deserialize(Lenient(v)).expect("lenient");
         assert_eq!(m["pid"], "1234");
         assert_eq!(m["ok"], "true");
         assert_eq!(m["f"], "0.5");
