@@ -5,7 +5,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use simian_monkeys::Outcome;
+use simian_monkeys::{Instance, Outcome};
 use simian_scheduler::run::RunOptions;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -13,26 +13,33 @@ use tokio::process::{Child, Command};
 
 use crate::cli::{self, DemoArgs};
 
-/// The demo fleet: (id, group, zone, opted in, exempt).
-const FLEET: &[(&str, &str, &str, bool, bool)] = &[
-    ("web-a", "web", "a", true, false),
-    ("web-b", "web", "b", true, false),
-    ("web-c", "web", "c", true, false),
-    ("api-a", "api", "a", true, false),
-    ("api-b", "api", "b", true, false),
-    ("api-c", "api", "c", true, true),
-    ("db-a", "db", "a", false, false),
-];
+/// The demo policy, embedded: `config/examples/demo.yaml` with `${DEMO_PID_…}` / `${DEMO_PORT_…}` to fill.
+const DEMO_POLICY: &str = include_str!("../config/examples/demo.yaml");
 
+/// One process of the demo fleet.
 struct Member {
-    id: &'static str,
+    host: Instance,
     port: u16,
     child: Child,
 }
 
+/// `web-a` → `WEB_A`: the suffix of the variables the demo policy reads for this host.
+fn var_suffix(id: &str) -> String {
+    id.to_uppercase().replace('-', "_")
+}
+
 /// The hidden `demo-instance` subcommand: answer HTTP on a free loopback port, print the port first.
-pub async fn instance(id: &str) -> Result<ExitCode> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("bind a loopback port")?;
+pub async fn instance(id: &str, address: &str) -> Result<ExitCode> {
+    // The demo fleet lives on loopback only.
+    let ip: std::net::IpAddr = address
+        .parse()
+        .with_context(|| format!("`{address}` is not an IP address"))?;
+    if !ip.is_loopback() {
+        bail!("demo instances listen on loopback addresses only, not {ip}");
+    }
+    let listener = TcpListener::bind((address, 0))
+        .await
+        .with_context(|| format!("bind {address}"))?;
     println!("{}", listener.local_addr()?.port());
     let body = format!("ok {id}\n");
     loop {
@@ -51,53 +58,61 @@ pub async fn instance(id: &str) -> Result<ExitCode> {
     }
 }
 
-async fn start_member(exe: &Path, id: &'static str) -> Result<Member> {
+async fn start_member(exe: &Path, host: Instance) -> Result<Member> {
+    let address = host.address.clone().unwrap_or_else(|| "127.0.0.1".into());
     let mut child = Command::new(exe)
-        .args(["demo-instance", "--id", id])
+        .args(["demo-instance", "--id", &host.id, "--address", &address])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("start demo instance {id}"))?;
+        .with_context(|| format!("start demo instance {}", host.id))?;
     let out = child.stdout.take().context("demo instance stdout")?;
     let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(5), BufReader::new(out).read_line(&mut line))
-        .await
-        .context("demo instance did not report its port in 5s")??;
-    let port = line.trim().parse().with_context(|| format!("demo instance printed `{}`", line.trim()))?;
-    Ok(Member { id, port, child })
-}
-
-fn policy_yaml(members: &[Member]) -> String {
-    let mut hosts = String::new();
-    for m in members {
-        let &(_, group, zone, opted, exempt) = FLEET.iter().find(|f| f.0 == m.id).expect("member from FLEET");
-        let pid = m.child.id().unwrap_or(0);
-        let mut tags = format!("pid: \"{pid}\", port: \"{}\"", m.port);
-        if opted {
-            tags.push_str(", \"simian:opt-in\": \"true\"");
-        }
-        if exempt {
-            tags.push_str(", \"simian:exempt\": \"true\"");
-        }
-        hosts.push_str(&format!(
-            "      - {{ id: {}, address: 127.0.0.1, group: {group}, zone: {zone}, tags: {{ {tags} }} }}\n",
-            m.id
-        ));
-    }
-    format!(
-        "# Written by `simian demo`: a local fleet of tiny HTTP processes.\nversion: 1\nmode: live\ntimezone: UTC\nstore: simian.db\n\
-exclude:\n  tags: {{ \"simian:exempt\": \"true\" }}\ntargets:\n  - name: demo\n    type: hosts\n    executor: local\n    \
-terminate: [\"kill\", \"-TERM\", \"{{tag:pid}}\"]\n    timeout: 10s\n    hosts:\n{hosts}monkeys:\n  chaos:\n    \
-schedule: \"* * * * *\"\n    probability: 1.0\n    min_time_between_kills: 1h\n    max_kills_per_run: 3\n"
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        BufReader::new(out).read_line(&mut line),
     )
+    .await
+    .context("demo instance did not report its port in 5s")??;
+    let port = line
+        .trim()
+        .parse()
+        .with_context(|| format!("demo instance printed `{}`", line.trim()))?;
+    Ok(Member { host, port, child })
 }
 
-async fn answers(port: u16) -> bool {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build();
+/// The demo policy with every member's real pid and port filled in.
+fn policy_text(members: &[Member]) -> String {
+    let mut text = DEMO_POLICY.to_string();
+    for m in members {
+        let sfx = var_suffix(&m.host.id);
+        text = text
+            .replace(
+                &format!("${{DEMO_PID_{sfx}}}"),
+                &m.child.id().unwrap_or(0).to_string(),
+            )
+            .replace(&format!("${{DEMO_PORT_{sfx}}}"), &m.port.to_string());
+    }
+    text
+}
+
+async fn answers(m: &Member) -> bool {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build();
     let Ok(client) = client else { return false };
-    match client.get(format!("http://127.0.0.1:{port}/")).send().await {
+    match client
+        .get(format!(
+            "http://{}:{}/",
+            m.host.address.as_deref().unwrap_or("127.0.0.1"),
+            m.port
+        ))
+        .send()
+        .await
+    {
         Ok(r) => r.status().is_success(),
         Err(_) => false,
     }
@@ -106,27 +121,58 @@ async fn answers(port: u16) -> bool {
 /// Run the demo end to end; exit 0 only when every check holds.
 pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("find the simian binary")?;
-    let dir = tempfile::Builder::new().prefix("simian-demo-").tempdir().context("create a temp dir")?;
-    println!("simian demo — starting a local fleet of {} HTTP processes in {}", FLEET.len(), dir.path().display());
+    let dir = tempfile::Builder::new()
+        .prefix("simian-demo-")
+        .tempdir()
+        .context("create a temp dir")?;
+    // The fleet is the embedded policy's host list (placeholders read as 0 until the processes exist).
+    let shape = simian_config::load_str("demo.yaml", DEMO_POLICY, dir.path(), &|k| {
+        k.starts_with("DEMO_").then(|| "0".into())
+    })
+    .map_err(anyhow::Error::new)
+    .context("the embedded demo policy does not load")?;
+    let hosts = simian_targets::Fleet::from_policy(&shape.policy)
+        .inventory()
+        .await?;
+    let opt_in = shape.policy.opt_in.clone();
+    println!(
+        "simian demo — starting a local fleet of {} HTTP processes; policy and store in {}",
+        hosts.len(),
+        dir.path().display()
+    );
     let mut members = Vec::new();
-    for (id, ..) in FLEET {
-        members.push(start_member(&exe, id).await?);
+    for host in hosts {
+        members.push(start_member(&exe, host).await?);
     }
     for m in &members {
-        let &(_, group, zone, opted, exempt) = FLEET.iter().find(|f| f.0 == m.id).expect("member from FLEET");
-        let note = match (opted, exempt) {
+        let h = &m.host;
+        let note = match (
+            h.tags.get(&opt_in.tag) == Some(&opt_in.value),
+            h.tags.contains_key("simian:exempt"),
+        ) {
             (true, false) => "opted in",
             (true, true) => "opted in, exempt",
             (false, _) => "not opted in",
         };
-        println!("  {:<6} group {:<4} zone {}  pid {:<7} http://127.0.0.1:{}  ({note})", m.id, group, zone, m.child.id().unwrap_or(0), m.port);
+        println!(
+            "  {:<6} group {:<4} zone {}  pid {:<7} http://{}:{}  ({note})",
+            h.id,
+            h.group,
+            h.zone.as_deref().unwrap_or("-"),
+            m.child.id().unwrap_or(0),
+            h.address.as_deref().unwrap_or("127.0.0.1"),
+            m.port
+        );
     }
     let policy_path = dir.path().join("simian.yaml");
-    std::fs::write(&policy_path, policy_yaml(&members)).context("write the demo policy")?;
+    std::fs::write(&policy_path, policy_text(&members)).context("write the demo policy")?;
     println!("\npolicy: {}\n", policy_path.display());
 
     let policy = cli::load_policy(&policy_path)?;
-    let opts = RunOptions { seed: args.seed, ..Default::default() };
+    let opts = RunOptions {
+        seed: args.seed,
+        ..Default::default()
+    };
     let report = cli::run_round(&policy, &opts).await?;
     println!("Chaos Monkey, live:");
     print!("{}", simian_sinks::render_report(&report, false));
@@ -147,19 +193,37 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
         println!("  [{}] {what}", if pass { "ok" } else { "FAIL" });
         ok &= pass;
     };
-    check(killed.len() == 2, format!("one instance killed in each opted-in group (killed: {})", killed.join(", ")));
+    let groups: std::collections::BTreeSet<_> = members
+        .iter()
+        .filter(|m| m.host.tags.get(&opt_in.tag) == Some(&opt_in.value))
+        .map(|m| m.host.group.clone())
+        .collect();
+    check(
+        killed.len() == groups.len(),
+        format!(
+            "one instance killed in each of the {} opted-in groups (killed: {})",
+            groups.len(),
+            killed.join(", ")
+        ),
+    );
     for m in &mut members {
-        let gone = if killed.contains(&m.id) {
+        let id = m.host.id.as_str();
+        let gone = if killed.contains(&id) {
             // Reap it: a killed child must exit promptly.
-            tokio::time::timeout(Duration::from_secs(5), m.child.wait()).await.is_ok_and(|s| s.is_ok())
+            tokio::time::timeout(Duration::from_secs(5), m.child.wait())
+                .await
+                .is_ok_and(|s| s.is_ok())
         } else {
             false
         };
-        let alive = m.child.try_wait().ok().flatten().is_none() && answers(m.port).await;
-        if killed.contains(&m.id) {
-            check(gone && !answers(m.port).await, format!("{} is gone", m.id));
+        let alive = m.child.try_wait().ok().flatten().is_none() && answers(m).await;
+        if killed.contains(&id) {
+            check(
+                gone && !answers(m).await,
+                format!("{id} is gone (process reaped, port closed)"),
+            );
         } else {
-            check(alive, format!("{} still answers", m.id));
+            check(alive, format!("{id} still answers"));
         }
     }
     for m in &mut members {

@@ -8,6 +8,7 @@ mod load;
 mod locate;
 pub mod schema;
 mod structural;
+pub mod template;
 mod validate;
 mod yaml;
 

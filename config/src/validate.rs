@@ -15,6 +15,7 @@ use crate::schema::{
     CalendarConfig, ChaosConfig, ExecutorConfig, HostsTarget, Policy, TargetConfig,
 };
 use crate::structural::closest;
+use crate::template;
 use crate::MonkeyName;
 
 /// What a policy resolves to besides itself.
@@ -301,54 +302,16 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
 /// Checks the placeholders of every element of an argv template.
 fn check_argv(argv: &[String], base: &[Seg], issues: &mut Vec<Issue>) {
     for (i, el) in argv.iter().enumerate() {
-        if let Err(message) = check_template(el) {
+        if let Err(e) = template::pieces(el) {
             let mut p = base.to_vec();
             p.push(Seg::Index(i));
-            issues.push(
-                Issue::at(p, message)
-                    .hint("known placeholders: {id}, {address}, {group}, {zone}, {tag:NAME}; write {{ and }} for literal braces"),
-            );
+            let mut issue = Issue::at(p, e.to_string());
+            if let Some(hint) = e.hint() {
+                issue = issue.hint(hint);
+            }
+            issues.push(issue);
         }
     }
-}
-
-/// One argv element: literal text with `{id}`, `{address}`, `{group}`, `{zone}`, `{tag:NAME}`; `{{`/`}}` escape.
-pub(crate) fn check_template(el: &str) -> Result<(), String> {
-    let mut chars = el.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-            }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-            }
-            '}' => return Err(format!("unmatched `}}` in `{el}`")),
-            '{' => {
-                let mut name = String::new();
-                let mut closed = false;
-                for c in chars.by_ref() {
-                    if c == '}' {
-                        closed = true;
-                        break;
-                    }
-                    name.push(c);
-                }
-                if !closed {
-                    return Err(format!("unclosed `{{` in `{el}`"));
-                }
-                let known = matches!(name.as_str(), "id" | "address" | "group" | "zone")
-                    || name
-                        .strip_prefix("tag:")
-                        .is_some_and(|t| !t.is_empty() && !t.contains('{'));
-                if !known {
-                    return Err(format!("unknown placeholder `{{{name}}}` in `{el}`"));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// The schedule settings of monkey `m`: `None` when it is not configured.
@@ -459,21 +422,5 @@ mod tests {
         assert!(parse_date("2025-12-25").is_some());
         assert!(parse_date("2025-2-5").is_none());
         assert!(parse_date("2025-02-30").is_none());
-    }
-
-    #[test]
-    fn templates() {
-        for ok in [
-            "app@{id}",
-            "{tag:pid}",
-            "{{literal}}",
-            "{address}:{zone}/{group}",
-            "plain",
-        ] {
-            assert_eq!(check_template(ok), Ok(()), "{ok}");
-        }
-        for bad in ["{ip}", "{tag:}", "{id", "id}", "{}"] {
-            assert!(check_template(bad).is_err(), "{bad}");
-        }
     }
 }

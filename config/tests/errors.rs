@@ -238,11 +238,8 @@ fn load_reads_a_file_and_reports_its_name() {
 fn every_example_loads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut seen = 0;
-    let vars: Vec<(String, String)> = ["WEB", "API", "DB"]
-        .iter()
-        .flat_map(|g| ["A", "B", "C"].map(|z| (format!("DEMO_PID_{g}_{z}"), "4242".to_string())))
-        .collect();
-    let env = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    // The demo policy takes its pids and ports from `simian demo`; any number stands in here.
+    let env = |k: &str| k.starts_with("DEMO_").then(|| "4242".to_string());
     for entry in std::fs::read_dir(&dir).expect("examples folder") {
         let path = entry.expect("entry").path();
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {

@@ -128,7 +128,12 @@ pub struct Finding {
 
 impl Finding {
     /// A finding about the whole run (no instance).
-    pub fn run_level(monkey: MonkeyName, outcome: Outcome, severity: Severity, message: impl Into<String>) -> Self {
+    pub fn run_level(
+        monkey: MonkeyName,
+        outcome: Outcome,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Self {
         Finding {
             monkey,
             action: Action::Run,
@@ -197,5 +202,8 @@ pub struct ActionError(pub String);
 /// The port through which monkeys change the world; targets implement it.
 pub trait Actuator: Sync {
     /// Terminate `inst`; on success a short note of what was run.
-    fn terminate(&self, inst: &Instance) -> impl Future<Output = Result<String, ActionError>> + Send;
+    fn terminate(
+        &self,
+        inst: &Instance,
+    ) -> impl Future<Output = Result<String, ActionError>> + Send;
 }

@@ -56,12 +56,22 @@ fn effective_mode(policy: &LoadedPolicy, opts: &RunOptions) -> Mode {
 }
 
 /// Run-level guards; `Some(reason)` = nothing may happen.
-fn run_guard(policy: &LoadedPolicy, monkey: MonkeyName, opts: &RunOptions, now: DateTime<Utc>) -> Option<String> {
+fn run_guard(
+    policy: &LoadedPolicy,
+    monkey: MonkeyName,
+    opts: &RunOptions,
+    now: DateTime<Utc>,
+) -> Option<String> {
     if !policy.policy.enabled {
         return Some("policy has `enabled: false`".into());
     }
     let monkey_enabled = match monkey {
-        MonkeyName::Chaos => policy.policy.monkeys.chaos.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::Chaos => policy
+            .policy
+            .monkeys
+            .chaos
+            .as_ref()
+            .is_some_and(|c| c.enabled),
     };
     if !monkey_enabled {
         return Some(format!("monkey `{monkey}` is not enabled in the policy"));
@@ -95,8 +105,14 @@ fn opt_in_for(policy: &LoadedPolicy, target: &str) -> simian_config::OptIn {
 }
 
 /// Every guard again, on a freshly read policy, right before touching `inst`.
-fn recheck(ctx_reload: &Reload<'_>, monkey: MonkeyName, opts: &RunOptions, inst: &Instance) -> Result<(), String> {
-    let fresh = ctx_reload().map_err(|e| format!("policy no longer loads, refusing to act: {e}"))?;
+fn recheck(
+    ctx_reload: &Reload<'_>,
+    monkey: MonkeyName,
+    opts: &RunOptions,
+    inst: &Instance,
+) -> Result<(), String> {
+    let fresh =
+        ctx_reload().map_err(|e| format!("policy no longer loads, refusing to act: {e}"))?;
     if effective_mode(&fresh, opts) != Mode::Live {
         return Err("policy is no longer in live mode".into());
     }
@@ -111,7 +127,11 @@ fn recheck(ctx_reload: &Reload<'_>, monkey: MonkeyName, opts: &RunOptions, inst:
     }
 }
 
-fn chaos_params(policy: &LoadedPolicy, cfg: &ChaosConfig, now: DateTime<Utc>) -> Result<ChaosParams, String> {
+fn chaos_params(
+    policy: &LoadedPolicy,
+    cfg: &ChaosConfig,
+    now: DateTime<Utc>,
+) -> Result<ChaosParams, String> {
     let probability = match (cfg.probability, cfg.mean_time_between_kills) {
         (Some(p), _) => p,
         (None, Some(mtbk)) => {
@@ -159,7 +179,10 @@ pub async fn run_once<A: Actuator>(
         let mut out = Vec::new();
         match monkey {
             MonkeyName::Chaos => {
-                run_chaos(policy, opts, &ctx, store, &run_id, mode, &mut rng, started, &mut out).await?;
+                run_chaos(
+                    policy, opts, &ctx, store, &run_id, mode, &mut rng, started, &mut out,
+                )
+                .await?;
             }
         }
         for f in &out {
@@ -195,7 +218,9 @@ async fn run_chaos<A: Actuator>(
     let m = MonkeyName::Chaos;
     let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
     let Some(cfg) = policy.policy.monkeys.chaos.as_ref() else {
-        out.push(skip("monkey `chaos` is not configured in the policy".into()));
+        out.push(skip(
+            "monkey `chaos` is not configured in the policy".into(),
+        ));
         return Ok(());
     };
     if let Some(why) = run_guard(policy, m, opts, now) {
@@ -205,34 +230,59 @@ async fn run_chaos<A: Actuator>(
     let inventory = match &ctx.inventory {
         Ok(inv) => inv,
         Err(e) => {
-            out.push(Finding::run_level(m, Outcome::Failed, Severity::Critical, format!("cannot list instances: {e}")));
+            out.push(Finding::run_level(
+                m,
+                Outcome::Failed,
+                Severity::Critical,
+                format!("cannot list instances: {e}"),
+            ));
             return Ok(());
         }
     };
     let (excl, params) = match (exclusions(policy), chaos_params(policy, cfg, now)) {
         (Ok(e), Ok(p)) => (e, p),
         (Err(why), _) | (_, Err(why)) => {
-            out.push(Finding::run_level(m, Outcome::Failed, Severity::Critical, why));
+            out.push(Finding::run_level(
+                m,
+                Outcome::Failed,
+                Severity::Critical,
+                why,
+            ));
             return Ok(());
         }
     };
     let part = chaos::partition(inventory, &|t| opt_in_for(policy, t), &excl);
     for (inst, why) in &part.excluded {
-        out.push(Finding::about(m, Action::Terminate, Outcome::Skipped, Severity::Info, inst, why.clone()));
+        out.push(Finding::about(
+            m,
+            Action::Terminate,
+            Outcome::Skipped,
+            Severity::Info,
+            inst,
+            why.clone(),
+        ));
     }
     if part.eligible.is_empty() {
-        out.push(skip("no eligible instances: none carries the opt-in tag without an exclusion".into()));
+        out.push(skip(
+            "no eligible instances: none carries the opt-in tag without an exclusion".into(),
+        ));
         return Ok(());
     }
     let history: BTreeMap<_, _> = store.last_live_kills()?;
     let decisions = chaos::plan(&part.eligible, &history, &params, now, rng);
     for d in decisions {
         match d {
-            Decision::NotChosen { group, roll, probability } => out.push(group_skip(
+            Decision::NotChosen {
+                group,
+                roll,
+                probability,
+            } => out.push(group_skip(
                 m,
                 &part.eligible,
                 &group,
-                format!("group not chosen this run (roll {roll:.3} ≥ probability {probability:.3})"),
+                format!(
+                    "group not chosen this run (roll {roll:.3} ≥ probability {probability:.3})"
+                ),
             )),
             Decision::TooRecent { group, last_kill } => out.push(group_skip(
                 m,
@@ -250,7 +300,10 @@ async fn run_chaos<A: Actuator>(
                 format!("max_kills_per_run ({limit}) reached"),
             )),
             Decision::Kill { victim, eligible } => {
-                let f = act(policy, opts, ctx, store, run_id, mode, &params, &victim, eligible).await?;
+                let f = act(
+                    policy, opts, ctx, store, run_id, mode, &params, &victim, eligible,
+                )
+                .await?;
                 out.push(f);
             }
         }
@@ -258,7 +311,12 @@ async fn run_chaos<A: Actuator>(
     Ok(())
 }
 
-fn group_skip(m: MonkeyName, eligible: &BTreeMap<(String, String), Vec<Instance>>, key: &(String, String), why: String) -> Finding {
+fn group_skip(
+    m: MonkeyName,
+    eligible: &BTreeMap<(String, String), Vec<Instance>>,
+    key: &(String, String),
+    why: String,
+) -> Finding {
     Finding {
         monkey: m,
         action: Action::Terminate,
@@ -285,7 +343,9 @@ async fn act<A: Actuator>(
     eligible: usize,
 ) -> Result<Finding, RunError> {
     let m = MonkeyName::Chaos;
-    let about = |outcome, severity, msg: String| Finding::about(m, Action::Terminate, outcome, severity, victim, msg);
+    let about = |outcome, severity, msg: String| {
+        Finding::about(m, Action::Terminate, outcome, severity, victim, msg)
+    };
     if mode == Mode::DryRun {
         return Ok(about(
             Outcome::Planned,
@@ -295,7 +355,11 @@ async fn act<A: Actuator>(
     }
     if let Err(why) = recheck(ctx.reload, m, opts, victim) {
         warn!(instance = %victim.id, reason = %why, "guard refused action");
-        return Ok(about(Outcome::Skipped, Severity::Info, format!("guard re-check refused: {why}")));
+        return Ok(about(
+            Outcome::Skipped,
+            Severity::Info,
+            format!("guard re-check refused: {why}"),
+        ));
     }
     let claim = store.claim_kill(run_id, victim, Utc::now(), params.min_time_between_kills)?;
     let kill_id = match claim {
@@ -304,7 +368,10 @@ async fn act<A: Actuator>(
             return Ok(about(
                 Outcome::Skipped,
                 Severity::Info,
-                format!("another run killed in this group at {}, younger than min_time_between_kills", last.to_rfc3339()),
+                format!(
+                    "another run killed in this group at {}, younger than min_time_between_kills",
+                    last.to_rfc3339()
+                ),
             ))
         }
     };
@@ -313,11 +380,19 @@ async fn act<A: Actuator>(
     Ok(match result {
         Ok(note) => {
             info!(instance = %victim.id, group = %victim.group, "terminated instance");
-            about(Outcome::Done, Severity::Warning, format!("terminated (1 of {eligible} eligible in group): {note}"))
+            about(
+                Outcome::Done,
+                Severity::Warning,
+                format!("terminated (1 of {eligible} eligible in group): {note}"),
+            )
         }
         Err(e) => {
             warn!(instance = %victim.id, error = %e, "terminate failed");
-            about(Outcome::Failed, Severity::Critical, format!("terminate failed: {e}"))
+            about(
+                Outcome::Failed,
+                Severity::Critical,
+                format!("terminate failed: {e}"),
+            )
         }
     })
 }

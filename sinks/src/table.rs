@@ -25,10 +25,10 @@ fn paint(s: &str, outcome: Outcome, color: bool) -> String {
         return s.to_string();
     }
     let code = match outcome {
-        Outcome::Done => "31",    // red: something was killed
+        Outcome::Done => "31",     // red: something was killed
         Outcome::Failed => "1;31", // bold red
-        Outcome::Planned => "33", // yellow
-        Outcome::Skipped => "2",  // dim
+        Outcome::Planned => "33",  // yellow
+        Outcome::Skipped => "2",   // dim
     };
     format!("\x1b[{code}m{s}\x1b[0m")
 }
@@ -80,7 +80,9 @@ fn cells(f: &Finding) -> Vec<String> {
     ]
 }
 
-const HEADER: [&str; 8] = ["MONKEY", "ACTION", "OUTCOME", "TARGET", "INSTANCE", "GROUP", "ZONE", "MESSAGE"];
+const HEADER: [&str; 8] = [
+    "MONKEY", "ACTION", "OUTCOME", "TARGET", "INSTANCE", "GROUP", "ZONE", "MESSAGE",
+];
 
 /// The report as a table with a summary line.
 pub fn render_report(r: &Report, color: bool) -> String {
@@ -150,8 +152,20 @@ mod tests {
             started_at: t,
             finished_at: t,
             findings: vec![
-                Finding::about(MonkeyName::Chaos, Action::Terminate, Outcome::Done, Severity::Warning, &inst, "terminated"),
-                Finding::run_level(MonkeyName::Chaos, Outcome::Skipped, Severity::Info, "kill switch"),
+                Finding::about(
+                    MonkeyName::Chaos,
+                    Action::Terminate,
+                    Outcome::Done,
+                    Severity::Warning,
+                    &inst,
+                    "terminated",
+                ),
+                Finding::run_level(
+                    MonkeyName::Chaos,
+                    Outcome::Skipped,
+                    Severity::Info,
+                    "kill switch",
+                ),
             ],
         }
     }
@@ -175,17 +189,32 @@ mod tests {
     #[test]
     fn json_has_contract_fields() {
         let v = serde_json::to_value(report()).unwrap();
-        for k in ["run_id", "mode", "seed", "started_at", "finished_at", "findings"] {
+        for k in [
+            "run_id",
+            "mode",
+            "seed",
+            "started_at",
+            "finished_at",
+            "findings",
+        ] {
             assert!(v.get(k).is_some(), "{k}");
         }
         let f = &v["findings"][0];
-        for k in ["monkey", "action", "outcome", "target", "instance", "group", "zone", "severity", "message"] {
+        for k in [
+            "monkey", "action", "outcome", "target", "instance", "group", "zone", "severity",
+            "message",
+        ] {
             assert!(f.get(k).is_some(), "{k}");
         }
         assert_eq!(f["monkey"], "chaos");
         assert_eq!(f["outcome"], "done");
         assert!(v["findings"][1]["instance"].is_null());
-        let row = HistoryRow { run_id: "r1".into(), at: report().started_at, mode: "live".into(), finding: report().findings[0].clone() };
+        let row = HistoryRow {
+            run_id: "r1".into(),
+            at: report().started_at,
+            mode: "live".into(),
+            finding: report().findings[0].clone(),
+        };
         let h = serde_json::to_value(row).unwrap();
         assert_eq!(h["run_id"], "r1");
         assert_eq!(h["instance"], "web-1");

@@ -3,67 +3,21 @@
 //! A template is an argv vector; each element may hold literal text and any number of placeholders
 //! (`app@{id}`). Rendering replaces each placeholder inside its own element, so a value never splits into
 //! several arguments and is never interpreted by a shell. `{{` and `}}` stand for literal braces.
+//!
+//! The syntax (parsing, [`placeholders`], [`check`]) lives in [`simian_config::template`], shared with policy
+//! validation; this module adds rendering for an [`Instance`].
 
-use std::fmt;
-
+use simian_config::template::{pieces, Piece};
 use simian_monkeys::Instance;
 
-/// One placeholder a template may use.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Placeholder {
-    /// `{id}`: the instance id.
-    Id,
-    /// `{address}`: the instance address (an error when the instance has none).
-    Address,
-    /// `{group}`: the instance group.
-    Group,
-    /// `{zone}`: the availability zone (an error when the instance has none).
-    Zone,
-    /// `{tag:NAME}`: the value of tag `NAME` (an error when the instance lacks it).
-    Tag(String),
-}
+pub use simian_config::template::{check, placeholders, ParseError, Placeholder};
 
-impl fmt::Display for Placeholder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Placeholder::Id => f.write_str("{id}"),
-            Placeholder::Address => f.write_str("{address}"),
-            Placeholder::Group => f.write_str("{group}"),
-            Placeholder::Zone => f.write_str("{zone}"),
-            Placeholder::Tag(name) => write!(f, "{{tag:{name}}}"),
-        }
-    }
-}
-
-/// Why a template is malformed or cannot be rendered for an instance.
+/// Why a template cannot be rendered for an instance.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    /// The template has no elements, so there is no program to run.
-    #[error("the command template is empty; give at least a program name")]
-    Empty,
-    /// A `{…}` names no known placeholder.
-    #[error(
-        "unknown placeholder `{{{name}}}` in `{element}`; known placeholders: {{id}}, {{address}}, {{group}}, \
-         {{zone}}, {{tag:NAME}} (write `{{{{` and `}}}}` for literal braces)"
-    )]
-    Unknown {
-        /// The text between the braces.
-        name: String,
-        /// The template element it appeared in.
-        element: String,
-    },
-    /// A `{` without its closing `}`.
-    #[error("unclosed `{{` in `{element}`; write `{{{{` for a literal brace")]
-    Unclosed {
-        /// The template element.
-        element: String,
-    },
-    /// A `}` that closes nothing.
-    #[error("unmatched `}}` in `{element}`; write `}}}}` for a literal brace")]
-    Unmatched {
-        /// The template element.
-        element: String,
-    },
+    /// The template is malformed.
+    #[error("{}", with_hint(.0))]
+    Parse(ParseError),
     /// The instance lacks a value a placeholder needs.
     #[error(
         "instance `{instance}` has no {what}, which the command template uses as `{placeholder}`"
@@ -78,100 +32,18 @@ pub enum TemplateError {
     },
 }
 
-/// One parsed piece of a template element.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    Text(String),
-    Hole(Placeholder),
+impl From<ParseError> for TemplateError {
+    fn from(e: ParseError) -> Self {
+        TemplateError::Parse(e)
+    }
 }
 
-/// Splits one element into literal text and placeholders.
-fn parse_element(element: &str) -> Result<Vec<Piece>, TemplateError> {
-    let mut pieces = Vec::new();
-    let mut text = String::new();
-    let mut chars = element.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                text.push('{');
-            }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-                text.push('}');
-            }
-            '}' => {
-                return Err(TemplateError::Unmatched {
-                    element: element.to_string(),
-                })
-            }
-            '{' => {
-                let mut name = String::new();
-                let mut closed = false;
-                for c in chars.by_ref() {
-                    if c == '}' {
-                        closed = true;
-                        break;
-                    }
-                    name.push(c);
-                }
-                if !closed {
-                    return Err(TemplateError::Unclosed {
-                        element: element.to_string(),
-                    });
-                }
-                let hole = match name.as_str() {
-                    "id" => Placeholder::Id,
-                    "address" => Placeholder::Address,
-                    "group" => Placeholder::Group,
-                    "zone" => Placeholder::Zone,
-                    other => match other.strip_prefix("tag:") {
-                        Some(tag) if !tag.is_empty() && !tag.contains('{') => {
-                            Placeholder::Tag(tag.to_string())
-                        }
-                        _ => {
-                            return Err(TemplateError::Unknown {
-                                name,
-                                element: element.to_string(),
-                            })
-                        }
-                    },
-                };
-                if !text.is_empty() {
-                    pieces.push(Piece::Text(std::mem::take(&mut text)));
-                }
-                pieces.push(Piece::Hole(hole));
-            }
-            c => text.push(c),
-        }
+/// A parse error's message followed by its hint, if any.
+fn with_hint(e: &ParseError) -> String {
+    match e.hint() {
+        Some(hint) => format!("{e}; {hint}"),
+        None => e.to_string(),
     }
-    if !text.is_empty() {
-        pieces.push(Piece::Text(text));
-    }
-    Ok(pieces)
-}
-
-/// The placeholders `template` uses, in order of appearance (repeats included).
-///
-/// Fails on malformed syntax; an empty template is fine here (it has no placeholders).
-pub fn placeholders(template: &[String]) -> Result<Vec<Placeholder>, TemplateError> {
-    let mut out = Vec::new();
-    for element in template {
-        for piece in parse_element(element)? {
-            if let Piece::Hole(p) = piece {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Checks a command template for validation: it must be non-empty and well-formed.
-pub fn check(template: &[String]) -> Result<(), TemplateError> {
-    if template.is_empty() {
-        return Err(TemplateError::Empty);
-    }
-    placeholders(template).map(|_| ())
 }
 
 /// The value `hole` takes for `inst`, or why there is none.
@@ -209,7 +81,7 @@ pub fn render(template: &[String], inst: &Instance) -> Result<Vec<String>, Templ
         .iter()
         .map(|element| {
             let mut out = String::with_capacity(element.len());
-            for piece in parse_element(element)? {
+            for piece in pieces(element)? {
                 match piece {
                     Piece::Text(t) => out.push_str(&t),
                     Piece::Hole(h) => out.push_str(value(&h, inst)?),
@@ -307,36 +179,24 @@ mod tests {
     }
 
     #[test]
-    fn malformed_templates_are_rejected() {
+    fn malformed_templates_do_not_render() {
         for (t, want) in [
-            ("{host}", "unknown placeholder `{host}` in `{host}`"),
-            ("{tag:}", "unknown placeholder `{tag:}`"),
-            ("{ID}", "unknown placeholder `{ID}`"),
-            ("{}", "unknown placeholder `{}`"),
-            ("a{id", "unclosed `{` in `a{id`"),
-            ("a}b", "unmatched `}` in `a}b`"),
+            (
+                "{host}",
+                "unknown placeholder `{host}` in `{host}`; known placeholders: ",
+            ),
+            ("a{id", "unclosed `{` in `a{id`; known placeholders: "),
+            ("a}b", "unmatched `}` in `a}b`; known placeholders: "),
         ] {
-            let err = check(&argv(&["x", t])).unwrap_err().to_string();
-            assert!(err.starts_with(want), "{t}: {err}");
-            assert!(render(&argv(&[t]), &inst()).is_err(), "{t}");
+            let err = render(&argv(&["x", t]), &inst()).unwrap_err();
+            assert!(matches!(err, TemplateError::Parse(_)), "{t}: {err:?}");
+            assert!(err.to_string().starts_with(want), "{t}: {err}");
         }
-        assert_eq!(check(&[]), Err(TemplateError::Empty));
         assert_eq!(render(&[], &inst()), Ok(vec![]));
-    }
-
-    #[test]
-    fn lists_placeholders() {
-        let ps =
-            placeholders(&argv(&["kill", "{tag:pid}", "{id}-{id}", "{{zone}}"])).expect("parses");
         assert_eq!(
-            ps,
-            vec![
-                Placeholder::Tag("pid".into()),
-                Placeholder::Id,
-                Placeholder::Id
-            ]
+            check(&[]).map_err(TemplateError::from),
+            Err(TemplateError::Parse(ParseError::Empty))
         );
-        assert_eq!(ps[0].to_string(), "{tag:pid}");
     }
 
     proptest! {
@@ -358,8 +218,7 @@ mod tests {
         }
 
         #[test]
-        fn parsing_never_panics(element in any::<String>()) {
-            let _ = check(std::slice::from_ref(&element));
+        fn rendering_never_panics(element in any::<String>()) {
             let _ = render(std::slice::from_ref(&element), &inst());
         }
     }
