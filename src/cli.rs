@@ -182,10 +182,7 @@ fn validate(path: &Path) -> Result<ExitCode> {
 
 fn schedule(a: ScheduleArgs) -> Result<ExitCode> {
     let p = load_policy(&a.policy.policy)?;
-    let from = a
-        .from
-        .map(|f| f.with_timezone(&Utc))
-        .unwrap_or_else(Utc::now);
+    let from = a.from.map(|f| f.with_timezone(&Utc)).unwrap_or_else(Utc::now);
     let cal = Calendar::new(p.tz, p.calendar.clone());
     let mut rows = Vec::new();
     for (monkey, cron) in &p.schedules {
@@ -224,11 +221,7 @@ pub async fn run_round(policy: &LoadedPolicy, opts: &RunOptions) -> Result<simia
     let path = policy.path.clone();
     let reload = move || simian_config::load(&path).map_err(|e| e.to_string());
     let mut store = Store::open(&policy.store_path).context("cannot open the store")?;
-    let ctx = RunContext {
-        actuator: &fleet,
-        inventory,
-        reload: &reload,
-    };
+    let ctx = RunContext { actuator: &fleet, inventory, reload: &reload };
     Ok(run_once(policy, opts, ctx, &mut store).await?)
 }
 
@@ -245,11 +238,7 @@ async fn run(a: RunArgs, force_dry: bool) -> Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", simian_sinks::render_report(&report, colour())),
     }
-    Ok(if report.any_failed() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if report.any_failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// History rows for the policy's store since `since` ago.

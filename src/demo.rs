@@ -31,15 +31,12 @@ fn var_suffix(id: &str) -> String {
 /// The hidden `demo-instance` subcommand: answer HTTP on a free loopback port, print the port first.
 pub async fn instance(id: &str, address: &str) -> Result<ExitCode> {
     // The demo fleet lives on loopback only.
-    let ip: std::net::IpAddr = address
-        .parse()
-        .with_context(|| format!("`{address}` is not an IP address"))?;
+    let ip: std::net::IpAddr =
+        address.parse().with_context(|| format!("`{address}` is not an IP address"))?;
     if !ip.is_loopback() {
         bail!("demo instances listen on loopback addresses only, not {ip}");
     }
-    let listener = TcpListener::bind((address, 0))
-        .await
-        .with_context(|| format!("bind {address}"))?;
+    let listener = TcpListener::bind((address, 0)).await.with_context(|| format!("bind {address}"))?;
     println!("{}", listener.local_addr()?.port());
     let body = format!("ok {id}\n");
     loop {
@@ -70,16 +67,10 @@ async fn start_member(exe: &Path, host: Instance) -> Result<Member> {
         .with_context(|| format!("start demo instance {}", host.id))?;
     let out = child.stdout.take().context("demo instance stdout")?;
     let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        BufReader::new(out).read_line(&mut line),
-    )
-    .await
-    .context("demo instance did not report its port in 5s")??;
-    let port = line
-        .trim()
-        .parse()
-        .with_context(|| format!("demo instance printed `{}`", line.trim()))?;
+    tokio::time::timeout(Duration::from_secs(5), BufReader::new(out).read_line(&mut line))
+        .await
+        .context("demo instance did not report its port in 5s")??;
+    let port = line.trim().parse().with_context(|| format!("demo instance printed `{}`", line.trim()))?;
     Ok(Member { host, port, child })
 }
 
@@ -89,27 +80,17 @@ fn policy_text(members: &[Member]) -> String {
     for m in members {
         let sfx = var_suffix(&m.host.id);
         text = text
-            .replace(
-                &format!("${{DEMO_PID_{sfx}}}"),
-                &m.child.id().unwrap_or(0).to_string(),
-            )
+            .replace(&format!("${{DEMO_PID_{sfx}}}"), &m.child.id().unwrap_or(0).to_string())
             .replace(&format!("${{DEMO_PORT_{sfx}}}"), &m.port.to_string());
     }
     text
 }
 
 async fn answers(m: &Member) -> bool {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build();
     let Ok(client) = client else { return false };
     match client
-        .get(format!(
-            "http://{}:{}/",
-            m.host.address.as_deref().unwrap_or("127.0.0.1"),
-            m.port
-        ))
+        .get(format!("http://{}:{}/", m.host.address.as_deref().unwrap_or("127.0.0.1"), m.port))
         .send()
         .await
     {
@@ -121,19 +102,14 @@ async fn answers(m: &Member) -> bool {
 /// Run the demo end to end; exit 0 only when every check holds.
 pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("find the simian binary")?;
-    let dir = tempfile::Builder::new()
-        .prefix("simian-demo-")
-        .tempdir()
-        .context("create a temp dir")?;
+    let dir = tempfile::Builder::new().prefix("simian-demo-").tempdir().context("create a temp dir")?;
     // The fleet is the embedded policy's host list (placeholders read as 0 until the processes exist).
     let shape = simian_config::load_str("demo.yaml", DEMO_POLICY, dir.path(), &|k| {
         k.starts_with("DEMO_").then(|| "0".into())
     })
     .map_err(anyhow::Error::new)
     .context("the embedded demo policy does not load")?;
-    let hosts = simian_targets::Fleet::from_policy(&shape.policy)
-        .inventory()
-        .await?;
+    let hosts = simian_targets::Fleet::from_policy(&shape.policy).inventory().await?;
     let opt_in = shape.policy.opt_in.clone();
     println!(
         "simian demo — starting a local fleet of {} HTTP processes; policy and store in {}",
@@ -146,14 +122,12 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     }
     for m in &members {
         let h = &m.host;
-        let note = match (
-            h.tags.get(&opt_in.tag) == Some(&opt_in.value),
-            h.tags.contains_key("simian:exempt"),
-        ) {
-            (true, false) => "opted in",
-            (true, true) => "opted in, exempt",
-            (false, _) => "not opted in",
-        };
+        let note =
+            match (h.tags.get(&opt_in.tag) == Some(&opt_in.value), h.tags.contains_key("simian:exempt")) {
+                (true, false) => "opted in",
+                (true, true) => "opted in, exempt",
+                (false, _) => "not opted in",
+            };
         println!(
             "  {:<6} group {:<4} zone {}  pid {:<7} http://{}:{}  ({note})",
             h.id,
@@ -169,10 +143,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     println!("\npolicy: {}\n", policy_path.display());
 
     let policy = cli::load_policy(&policy_path)?;
-    let opts = RunOptions {
-        seed: args.seed,
-        ..Default::default()
-    };
+    let opts = RunOptions { seed: args.seed, ..Default::default() };
     let report = cli::run_round(&policy, &opts).await?;
     println!("Chaos Monkey, live:");
     print!("{}", simian_sinks::render_report(&report, false));
@@ -210,18 +181,13 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
         let id = m.host.id.as_str();
         let gone = if killed.contains(&id) {
             // Reap it: a killed child must exit promptly.
-            tokio::time::timeout(Duration::from_secs(5), m.child.wait())
-                .await
-                .is_ok_and(|s| s.is_ok())
+            tokio::time::timeout(Duration::from_secs(5), m.child.wait()).await.is_ok_and(|s| s.is_ok())
         } else {
             false
         };
         let alive = m.child.try_wait().ok().flatten().is_none() && answers(m).await;
         if killed.contains(&id) {
-            check(
-                gone && !answers(m).await,
-                format!("{id} is gone (process reaped, port closed)"),
-            );
+            check(gone && !answers(m).await, format!("{id} is gone (process reaped, port closed)"));
         } else {
             check(alive, format!("{id} still answers"));
         }
@@ -237,6 +203,9 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     if !ok {
         bail!("demo checks failed");
     }
-    println!("\ndemo ok: Chaos Monkey killed {} real process(es); the decision is in the store and the report.", killed.len());
+    println!(
+        "\ndemo ok: Chaos Monkey killed {} real process(es); the decision is in the store and the report.",
+        killed.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

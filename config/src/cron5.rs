@@ -17,9 +17,8 @@ use std::fmt;
 use chrono::{NaiveDateTime, TimeZone, Utc};
 
 const FIELDS_HINT: &str = "minute hour day-of-month month day-of-week";
-const MONTHS: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
+const MONTHS: [&str; 12] =
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
 const MONTHS_FULL: [&str; 12] = [
     "january",
     "february",
@@ -35,15 +34,7 @@ const MONTHS_FULL: [&str; 12] = [
     "december",
 ];
 const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-const DAYS_FULL: [&str; 7] = [
-    "sunday",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-];
+const DAYS_FULL: [&str; 7] = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"];
 /// Weekday names as the `cron` crate reads them, indexed by standard cron number (0 = Sunday).
 const CRATE_DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
@@ -81,46 +72,14 @@ struct Field {
     names_base: u32,
 }
 
-const MINUTE: Field = Field {
-    name: "minute",
-    min: 0,
-    max: 59,
-    names: &[],
-    full_names: &[],
-    names_base: 0,
-};
-const HOUR: Field = Field {
-    name: "hour",
-    min: 0,
-    max: 23,
-    names: &[],
-    full_names: &[],
-    names_base: 0,
-};
-const DAY_OF_MONTH: Field = Field {
-    name: "day-of-month",
-    min: 1,
-    max: 31,
-    names: &[],
-    full_names: &[],
-    names_base: 0,
-};
-const MONTH: Field = Field {
-    name: "month",
-    min: 1,
-    max: 12,
-    names: &MONTHS,
-    full_names: &MONTHS_FULL,
-    names_base: 1,
-};
-const DAY_OF_WEEK: Field = Field {
-    name: "day-of-week",
-    min: 0,
-    max: 7,
-    names: &DAYS,
-    full_names: &DAYS_FULL,
-    names_base: 0,
-};
+const MINUTE: Field = Field { name: "minute", min: 0, max: 59, names: &[], full_names: &[], names_base: 0 };
+const HOUR: Field = Field { name: "hour", min: 0, max: 23, names: &[], full_names: &[], names_base: 0 };
+const DAY_OF_MONTH: Field =
+    Field { name: "day-of-month", min: 1, max: 31, names: &[], full_names: &[], names_base: 0 };
+const MONTH: Field =
+    Field { name: "month", min: 1, max: 12, names: &MONTHS, full_names: &MONTHS_FULL, names_base: 1 };
+const DAY_OF_WEEK: Field =
+    Field { name: "day-of-week", min: 0, max: 7, names: &DAYS, full_names: &DAYS_FULL, names_base: 0 };
 
 impl Field {
     fn is_weekday(&self) -> bool {
@@ -147,11 +106,7 @@ impl Field {
                     text,
                     self.min,
                     self.max,
-                    if self.is_weekday() {
-                        " (0 and 7 = sunday)"
-                    } else {
-                        ""
-                    }
+                    if self.is_weekday() { " (0 and 7 = sunday)" } else { "" }
                 ));
             }
             return Ok(v);
@@ -221,23 +176,13 @@ impl Field {
 
 /// The field as the `cron` crate reads it: `*` when every value is allowed, else an explicit list.
 fn crate_field(field: &Field, values: &BTreeSet<u32>) -> String {
-    let all = if field.is_weekday() {
-        7
-    } else {
-        (field.max - field.min + 1) as usize
-    };
+    let all = if field.is_weekday() { 7 } else { (field.max - field.min + 1) as usize };
     if values.len() >= all {
         return "*".to_string();
     }
     let items: Vec<String> = values
         .iter()
-        .map(|&v| {
-            if field.is_weekday() {
-                CRATE_DAYS[(v % 7) as usize].to_string()
-            } else {
-                v.to_string()
-            }
-        })
+        .map(|&v| if field.is_weekday() { CRATE_DAYS[(v % 7) as usize].to_string() } else { v.to_string() })
         .collect();
     items.join(",")
 }
@@ -284,11 +229,7 @@ impl Cron {
         for (field, text) in fields.iter().zip(&parts) {
             sets.push(field.parse(text).map_err(&bad)?);
         }
-        let f: Vec<String> = fields
-            .iter()
-            .zip(&sets)
-            .map(|(field, set)| crate_field(field, set))
-            .collect();
+        let f: Vec<String> = fields.iter().zip(&sets).map(|(field, set)| crate_field(field, set)).collect();
         let build = |dom: &str, dow: &str| -> Result<cron::Schedule, String> {
             let six = format!("0 {} {} {} {} {}", f[0], f[1], dom, f[3], dow);
             six.parse::<cron::Schedule>()
@@ -309,15 +250,10 @@ impl Cron {
         };
         if never(&schedule) && never_either {
             return Err(bad(
-                "it never fires (no such day in those months); check day-of-month and month"
-                    .to_string(),
+                "it never fires (no such day in those months); check day-of-month and month".to_string()
             ));
         }
-        Ok(Cron {
-            expr: trimmed.to_string(),
-            schedule,
-            either_day,
-        })
+        Ok(Cron { expr: trimmed.to_string(), schedule, either_day })
     }
 
     /// The expression as written.
@@ -345,10 +281,7 @@ impl Cron {
     pub fn next_after_local(&self, after: NaiveDateTime) -> Option<NaiveDateTime> {
         let start = Utc.from_utc_datetime(&after);
         let first = self.schedule.after(&start).next();
-        let second = self
-            .either_day
-            .as_ref()
-            .and_then(|s| s.after(&start).next());
+        let second = self.either_day.as_ref().and_then(|s| s.after(&start).next());
         match (first, second) {
             (Some(a), Some(b)) => Some(a.min(b).naive_utc()),
             (a, b) => a.or(b).map(|d| d.naive_utc()),
@@ -362,9 +295,7 @@ mod tests {
     use chrono::{Datelike, NaiveDate, Timelike, Weekday};
 
     fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> NaiveDateTime {
-        NaiveDate::from_ymd_opt(y, m, d)
-            .and_then(|d| d.and_hms_opt(h, min, 0))
-            .expect("valid test date")
+        NaiveDate::from_ymd_opt(y, m, d).and_then(|d| d.and_hms_opt(h, min, 0)).expect("valid test date")
     }
 
     /// The next `n` fires after `from`.
@@ -390,23 +321,14 @@ mod tests {
     #[test]
     fn every_five_minutes() {
         let f = fires("*/5 * * * *", at(2026, 1, 1, 10, 2), 3);
-        assert_eq!(
-            f,
-            vec![
-                at(2026, 1, 1, 10, 5),
-                at(2026, 1, 1, 10, 10),
-                at(2026, 1, 1, 10, 15)
-            ]
-        );
+        assert_eq!(f, vec![at(2026, 1, 1, 10, 5), at(2026, 1, 1, 10, 10), at(2026, 1, 1, 10, 15)]);
         assert_eq!(Cron::parse("*/5 * * * *").unwrap().expr(), "*/5 * * * *");
     }
 
     #[test]
     fn weekday_names_are_monday_to_friday() {
-        let want: BTreeSet<String> = ["mon", "tue", "wed", "thu", "fri"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let want: BTreeSet<String> =
+            ["mon", "tue", "wed", "thu", "fri"].iter().map(|s| s.to_string()).collect();
         assert_eq!(weekdays("0 9 * * MON-FRI"), want);
         assert_eq!(weekdays("0 9 * * mon-fri"), want);
         for t in fires("0 9 * * MON-FRI", at(2026, 3, 1, 0, 0), 10) {
@@ -416,10 +338,8 @@ mod tests {
 
     #[test]
     fn weekday_numbers_one_to_five_are_monday_to_friday() {
-        let want: BTreeSet<String> = ["mon", "tue", "wed", "thu", "fri"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let want: BTreeSet<String> =
+            ["mon", "tue", "wed", "thu", "fri"].iter().map(|s| s.to_string()).collect();
         assert_eq!(weekdays("0 9 * * 1-5"), want);
         let f = fires("0 9 * * 1-5", at(2026, 3, 1, 0, 0), 5);
         assert_eq!(f[0], at(2026, 3, 2, 9, 0));
@@ -428,23 +348,14 @@ mod tests {
 
     #[test]
     fn zero_and_seven_are_sunday() {
-        for expr in [
-            "0 0 * * 0",
-            "0 0 * * 7",
-            "0 0 * * sun",
-            "0 0 * * SUNDAY",
-            "@weekly",
-        ] {
+        for expr in ["0 0 * * 0", "0 0 * * 7", "0 0 * * sun", "0 0 * * SUNDAY", "@weekly"] {
             for t in fires(expr, at(2026, 3, 1, 0, 0), 4) {
                 assert_eq!(t.weekday(), Weekday::Sun, "{expr}");
                 assert_eq!((t.hour(), t.minute()), (0, 0), "{expr}");
             }
         }
         // A range may end on sunday written as 0.
-        let want: BTreeSet<String> = ["fri", "sat", "sun"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let want: BTreeSet<String> = ["fri", "sat", "sun"].iter().map(|s| s.to_string()).collect();
         assert_eq!(weekdays("0 0 * * fri-sun"), want);
         assert_eq!(weekdays("0 0 * * 5-7"), want);
     }
@@ -460,12 +371,7 @@ mod tests {
         let f = fires("1-30/10 9,17 * jan-feb *", at(2026, 1, 1, 0, 0), 4);
         assert_eq!(
             f,
-            vec![
-                at(2026, 1, 1, 9, 1),
-                at(2026, 1, 1, 9, 11),
-                at(2026, 1, 1, 9, 21),
-                at(2026, 1, 1, 17, 1)
-            ]
+            vec![at(2026, 1, 1, 9, 1), at(2026, 1, 1, 9, 11), at(2026, 1, 1, 9, 21), at(2026, 1, 1, 17, 1)]
         );
         let f = fires("0 0 1 mar *", at(2026, 1, 1, 0, 0), 1);
         assert_eq!(f, vec![at(2026, 3, 1, 0, 0)]);
@@ -473,22 +379,10 @@ mod tests {
 
     #[test]
     fn shorthands() {
-        assert_eq!(
-            fires("@hourly", at(2026, 1, 1, 0, 30), 1),
-            vec![at(2026, 1, 1, 1, 0)]
-        );
-        assert_eq!(
-            fires("@daily", at(2026, 1, 1, 0, 30), 1),
-            vec![at(2026, 1, 2, 0, 0)]
-        );
-        assert_eq!(
-            fires("@monthly", at(2026, 1, 1, 0, 30), 1),
-            vec![at(2026, 2, 1, 0, 0)]
-        );
-        assert_eq!(
-            fires("@yearly", at(2026, 1, 1, 0, 30), 1),
-            vec![at(2027, 1, 1, 0, 0)]
-        );
+        assert_eq!(fires("@hourly", at(2026, 1, 1, 0, 30), 1), vec![at(2026, 1, 1, 1, 0)]);
+        assert_eq!(fires("@daily", at(2026, 1, 1, 0, 30), 1), vec![at(2026, 1, 2, 0, 0)]);
+        assert_eq!(fires("@monthly", at(2026, 1, 1, 0, 30), 1), vec![at(2026, 2, 1, 0, 0)]);
+        assert_eq!(fires("@yearly", at(2026, 1, 1, 0, 30), 1), vec![at(2027, 1, 1, 0, 0)]);
     }
 
     #[test]
@@ -500,22 +394,10 @@ mod tests {
         // March 2026: fridays 6, 13, 20, 27; the 13th is a friday too (fires once).
         assert_eq!(
             f,
-            vec![
-                at(2026, 3, 6, 0, 0),
-                at(2026, 3, 13, 0, 0),
-                at(2026, 3, 20, 0, 0),
-                at(2026, 3, 27, 0, 0)
-            ]
+            vec![at(2026, 3, 6, 0, 0), at(2026, 3, 13, 0, 0), at(2026, 3, 20, 0, 0), at(2026, 3, 27, 0, 0)]
         );
         let f = fires("0 0 1 * mon", at(2026, 3, 28, 0, 0), 3);
-        assert_eq!(
-            f,
-            vec![
-                at(2026, 3, 30, 0, 0),
-                at(2026, 4, 1, 0, 0),
-                at(2026, 4, 6, 0, 0)
-            ]
-        );
+        assert_eq!(f, vec![at(2026, 3, 30, 0, 0), at(2026, 4, 1, 0, 0), at(2026, 4, 6, 0, 0)]);
         // With `*` in one of them, both must match (here: odd days that are mondays).
         assert!(!Cron::parse("0 0 */2 * mon").unwrap().days_either());
     }
@@ -536,24 +418,16 @@ mod tests {
     #[test]
     fn six_fields_are_rejected() {
         let e = err("0 */5 * * * *");
+        assert!(e.starts_with("invalid cron `0 */5 * * * *`: expected 5 fields"), "{e}");
         assert!(
-            e.starts_with("invalid cron `0 */5 * * * *`: expected 5 fields"),
-            "{e}"
-        );
-        assert!(
-            e.contains(
-                "simian uses standard 5-field cron: minute hour day-of-month month day-of-week"
-            ),
+            e.contains("simian uses standard 5-field cron: minute hour day-of-month month day-of-week"),
             "{e}"
         );
     }
 
     #[test]
     fn bad_values_say_how_to_write_them() {
-        assert_eq!(
-            err("61 * * * *"),
-            "invalid cron `61 * * * *`: minute value 61 is out of range 0-59"
-        );
+        assert_eq!(err("61 * * * *"), "invalid cron `61 * * * *`: minute value 61 is out of range 0-59");
         assert_eq!(
             err("* * * * funday"),
             "invalid cron `* * * * funday`: unknown day-of-week `funday`; \

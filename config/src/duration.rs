@@ -25,7 +25,9 @@ impl Duration {
 
 /// Why a duration did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration `{text}`: {why}; write a number and a unit s, m, h, d or w, e.g. 90s, 10m, 2h, 1d, 1w")]
+#[error(
+    "invalid duration `{text}`: {why}; write a number and a unit s, m, h, d or w, e.g. 90s, 10m, 2h, 1d, 1w"
+)]
 pub struct DurationError {
     text: String,
     why: &'static str,
@@ -35,10 +37,7 @@ impl std::str::FromStr for Duration {
     type Err = DurationError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = |why| DurationError {
-            text: text.to_string(),
-            why,
-        };
+        let err = |why| DurationError { text: text.to_string(), why };
         let s = text.trim();
         if s.is_empty() {
             return Err(err("it is empty"));
@@ -63,10 +62,7 @@ impl std::str::FromStr for Duration {
             }
             let n: u64 = digits.parse().map_err(|_| err("number too large"))?;
             digits.clear();
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(|| err("too large"))?;
+            total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| err("too large"))?;
         }
         if !digits.is_empty() {
             return Err(err("a number without a unit"));
@@ -81,13 +77,7 @@ impl fmt::Display for Duration {
         if s == 0 {
             return write!(f, "0s");
         }
-        for (unit, size) in [
-            ("w", 604_800),
-            ("d", 86_400),
-            ("h", 3600),
-            ("m", 60),
-            ("s", 1),
-        ] {
+        for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
             if s >= size {
                 write!(f, "{}{}", s / size, unit)?;
                 s %= size;

@@ -20,10 +20,8 @@ pub(crate) enum ExpandError {
 impl ExpandError {
     fn into_issue(self, segs: Vec<Seg>) -> Issue {
         match self {
-            ExpandError::Unset(name) => {
-                Issue::at(segs, format!("environment variable `{name}` is not set"))
-                    .hint(format!("set it, or give a default: `${{{name}:-value}}`"))
-            }
+            ExpandError::Unset(name) => Issue::at(segs, format!("environment variable `{name}` is not set"))
+                .hint(format!("set it, or give a default: `${{{name}:-value}}`")),
             ExpandError::Unterminated => Issue::at(segs, "unterminated `${`")
                 .hint("close it with `}`, or write `$$` for a literal `$`"),
             ExpandError::BadName(name) => {
@@ -41,10 +39,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Expands one string; collects every problem in it. Unset variables expand to the empty string.
-pub(crate) fn expand(
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> (String, Vec<ExpandError>) {
+pub(crate) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String, Vec<ExpandError>) {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     let mut rest = text;
@@ -69,10 +64,7 @@ pub(crate) fn expand(
             if !valid_name(name) {
                 errors.push(ExpandError::BadName(name.to_string()));
             } else {
-                match (
-                    env(name).filter(|v| default.is_none() || !v.is_empty()),
-                    default,
-                ) {
+                match (env(name).filter(|v| default.is_none() || !v.is_empty()), default) {
                     (Some(v), _) => out.push_str(&v),
                     (None, Some(d)) => out.push_str(d),
                     (None, None) => errors.push(ExpandError::Unset(name.to_string())),
@@ -104,11 +96,7 @@ pub(crate) fn expand_tree(
             let (expanded, errors) = expand(s, env);
             let had_ref = s.contains("${");
             issues.extend(errors.into_iter().map(|e| e.into_issue(segs.clone())));
-            let typed = if had_ref && loc.is_plain(segs) {
-                yaml::plain_scalar(&expanded)
-            } else {
-                None
-            };
+            let typed = if had_ref && loc.is_plain(segs) { yaml::plain_scalar(&expanded) } else { None };
             *value = typed.unwrap_or(Value::String(expanded));
         }
         Value::Sequence(items) => {
@@ -145,10 +133,7 @@ mod tests {
     #[test]
     fn expands_set_default_and_escape() {
         assert_eq!(expand("app@${HOST}", &env), ("app@web-1".into(), vec![]));
-        assert_eq!(
-            expand("${NOPE:-x}-${HOST:-y}", &env),
-            ("x-web-1".into(), vec![])
-        );
+        assert_eq!(expand("${NOPE:-x}-${HOST:-y}", &env), ("x-web-1".into(), vec![]));
         assert_eq!(expand("${EMPTY:-d}", &env), ("d".into(), vec![]));
         assert_eq!(expand("${EMPTY}", &env), ("".into(), vec![]));
         assert_eq!(expand("cost $$5 $x", &env), ("cost $5 $x".into(), vec![]));
@@ -157,15 +142,9 @@ mod tests {
 
     #[test]
     fn reports_problems() {
-        assert_eq!(
-            expand("${NOPE}", &env).1,
-            vec![ExpandError::Unset("NOPE".into())]
-        );
+        assert_eq!(expand("${NOPE}", &env).1, vec![ExpandError::Unset("NOPE".into())]);
         assert_eq!(expand("a ${HOST", &env).1, vec![ExpandError::Unterminated]);
-        assert_eq!(
-            expand("${1X}", &env).1,
-            vec![ExpandError::BadName("1X".into())]
-        );
+        assert_eq!(expand("${1X}", &env).1, vec![ExpandError::BadName("1X".into())]);
         assert_eq!(expand("${}", &env).1, vec![ExpandError::BadName("".into())]);
     }
 }

@@ -44,12 +44,9 @@ impl std::fmt::Display for MonkeyName {
 impl std::str::FromStr for MonkeyName {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        MonkeyName::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = MonkeyName::ALL.iter().map(|m| m.as_str()).collect();
-                format!("unknown monkey `{s}`; known monkeys: {}", names.join(", "))
-            })
+        MonkeyName::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            let names: Vec<_> = MonkeyName::ALL.iter().map(|m| m.as_str()).collect();
+            format!("unknown monkey `{s}`; known monkeys: {}", names.join(", "))
+        })
     }
 }

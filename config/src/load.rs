@@ -117,13 +117,7 @@ pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyErrors> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    load_inner(
-        &name,
-        &text,
-        base,
-        &|k| std::env::var(k).ok(),
-        path.to_path_buf(),
-    )
+    load_inner(&name, &text, base, &|k| std::env::var(k).ok(), path.to_path_buf())
 }
 
 /// Validate policy text; `base_dir` resolves relative paths, `env` answers `${VAR}`.
@@ -146,15 +140,8 @@ fn load_inner(
     env: &dyn Fn(&str) -> Option<String>,
     path: PathBuf,
 ) -> Result<LoadedPolicy, PolicyErrors> {
-    let error = |location: Option<(usize, usize)>,
-                 path: String,
-                 message: String,
-                 hint: Option<String>| PolicyError {
-        file: name.to_string(),
-        location,
-        path,
-        message,
-        hint,
+    let error = |location: Option<(usize, usize)>, path: String, message: String, hint: Option<String>| {
+        PolicyError { file: name.to_string(), location, path, message, hint }
     };
     let mut locator = Locator::build(text);
     let mut root = match yaml::parse(text) {
@@ -171,22 +158,10 @@ fn load_inner(
                 .collect();
             return Err(PolicyErrors(errors));
         }
-        Err(e) => {
-            return Err(PolicyErrors(vec![error(
-                e.location,
-                String::new(),
-                e.message,
-                None,
-            )]))
-        }
+        Err(e) => return Err(PolicyErrors(vec![error(e.location, String::new(), e.message, None)])),
     };
     if let Err(e) = root.apply_merge() {
-        return Err(PolicyErrors(vec![error(
-            None,
-            String::new(),
-            e.to_string(),
-            None,
-        )]));
+        return Err(PolicyErrors(vec![error(None, String::new(), e.to_string(), None)]));
     }
     let Value::Mapping(top) = &mut root else {
         let message = match root {
@@ -194,12 +169,7 @@ fn load_inner(
             _ => "a policy must be a mapping of keys at the top level".to_string(),
         };
         let hint = Some("start with `version: 1`".to_string());
-        return Err(PolicyErrors(vec![error(
-            Some((1, 1)),
-            String::new(),
-            message,
-            hint,
-        )]));
+        return Err(PolicyErrors(vec![error(Some((1, 1)), String::new(), message, hint)]));
     };
 
     let mut issues = Vec::new();
@@ -212,9 +182,7 @@ fn load_inner(
         return Err(PolicyErrors(Vec::new()));
     };
     if !top.contains_key("version") {
-        issues.push(
-            Issue::at(Vec::new(), "missing key `version`").hint("add `version: 1` at the top"),
-        );
+        issues.push(Issue::at(Vec::new(), "missing key `version`").hint("add `version: 1` at the top"));
         top.insert(Value::from("version"), Value::from(1));
     }
     // Targets are internally tagged, which would hide paths inside them: read them one by one.
@@ -222,11 +190,7 @@ fn load_inner(
         Some(Value::Sequence(_)) => top.insert(Value::from("targets"), Value::Sequence(Vec::new())),
         _ => None,
     };
-    let mut ctx = Ctx {
-        loc: &mut locator,
-        issues,
-        removed: HashSet::new(),
-    };
+    let mut ctx = Ctx { loc: &mut locator, issues, removed: HashSet::new() };
     let mut root = Value::Mapping(top);
     let policy = deserialize_fixing::<Policy>(&mut root, &[], &mut ctx);
     let mut target_list = Vec::new();
@@ -258,20 +222,14 @@ fn load_inner(
             continue;
         }
         let at = if issue.at_key {
-            locator
-                .key_loc(&issue.segs)
-                .or_else(|| locator.value_loc(&issue.segs))
+            locator.key_loc(&issue.segs).or_else(|| locator.value_loc(&issue.segs))
         } else {
             locator.value_loc(&issue.segs)
         };
         errors.push(error(at, p, issue.message, issue.hint));
     }
     errors.sort_by(|a, b| {
-        (a.location.is_none(), a.location, &a.path).cmp(&(
-            b.location.is_none(),
-            b.location,
-            &b.path,
-        ))
+        (a.location.is_none(), a.location, &a.path).cmp(&(b.location.is_none(), b.location, &b.path))
     });
     errors.dedup();
     match resolved {
@@ -308,8 +266,7 @@ fn read_target(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<TargetCon
     type_path.push(key("type"));
     let kind = match m.remove("type") {
         None => {
-            let mut issue =
-                Issue::at(base, "missing key `type`").hint(format!("known types: {known}"));
+            let mut issue = Issue::at(base, "missing key `type`").hint(format!("known types: {known}"));
             issue.at_key = true;
             ctx.report(issue);
             return None;
@@ -319,25 +276,17 @@ fn read_target(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<TargetCon
             let found = yaml::key_text(&other).unwrap_or_else(|| "…".to_string());
             ctx.report(Issue::at(
                 type_path,
-                format!(
-                    "unknown target type `{found}`; known types: {}",
-                    TARGET_TYPES.join(", ")
-                ),
+                format!("unknown target type `{found}`; known types: {}", TARGET_TYPES.join(", ")),
             ));
             return None;
         }
     };
     match kind.as_str() {
-        "hosts" => {
-            deserialize_fixing::<HostsTarget>(&mut item, &base, ctx).map(TargetConfig::Hosts)
-        }
+        "hosts" => deserialize_fixing::<HostsTarget>(&mut item, &base, ctx).map(TargetConfig::Hosts),
         other => {
             let mut issue = Issue::at(
                 type_path,
-                format!(
-                    "unknown target type `{other}`; known types: {}",
-                    TARGET_TYPES.join(", ")
-                ),
+                format!("unknown target type `{other}`; known types: {}", TARGET_TYPES.join(", ")),
             );
             if let Some(c) = closest(other, TARGET_TYPES) {
                 issue.hint = Some(format!("did you mean `{c}`?"));

@@ -63,12 +63,7 @@ pub(crate) struct Issue {
 impl Issue {
     /// An issue located at the value of `segs`.
     pub fn at(segs: Vec<Seg>, message: impl Into<String>) -> Issue {
-        Issue {
-            segs,
-            message: message.into(),
-            hint: None,
-            at_key: false,
-        }
+        Issue { segs, message: message.into(), hint: None, at_key: false }
     }
 
     /// The same issue with a hint.
@@ -158,16 +153,8 @@ fn original_index(gone: &BTreeSet<usize>, i: usize) -> usize {
 }
 
 enum Frame {
-    Map {
-        path: Vec<Seg>,
-        key: Option<String>,
-        start: Loc,
-        located: bool,
-    },
-    Seq {
-        path: Vec<Seg>,
-        next: usize,
-    },
+    Map { path: Vec<Seg>, key: Option<String>, start: Loc, located: bool },
+    Seq { path: Vec<Seg>, next: usize },
 }
 
 #[derive(Default)]
@@ -187,10 +174,7 @@ impl Builder {
 
     /// Records a key of the innermost mapping.
     fn take_key(&mut self, k: String, at: Loc) {
-        if let Some(Frame::Map {
-            path, key, located, ..
-        }) = self.stack.last_mut()
-        {
+        if let Some(Frame::Map { path, key, located, .. }) = self.stack.last_mut() {
             if !*located {
                 *located = true;
                 self.loc.values.insert(path_string(path), at);
@@ -273,12 +257,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) => {
                 let path = self.value_path();
-                self.stack.push(Frame::Map {
-                    path,
-                    key: None,
-                    start: at,
-                    located: false,
-                });
+                self.stack.push(Frame::Map { path, key: None, start: at, located: false });
             }
             Event::SequenceStart(..) => {
                 let path = self.value_path();
@@ -286,13 +265,7 @@ impl MarkedEventReceiver for Builder {
                 self.stack.push(Frame::Seq { path, next: 0 });
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map {
-                    path,
-                    start,
-                    located: false,
-                    ..
-                }) = self.stack.pop()
-                {
+                if let Some(Frame::Map { path, start, located: false, .. }) = self.stack.pop() {
                     self.loc.values.insert(path_string(&path), start);
                 }
             }
@@ -323,13 +296,7 @@ mod tests {
         assert!(l.is_plain(&[key("version")]));
         let t0 = [key("targets"), Seg::Index(0)];
         assert_eq!(l.value_loc(&t0), Some((6, 5)));
-        let id = [
-            key("targets"),
-            Seg::Index(0),
-            key("hosts"),
-            Seg::Index(0),
-            key("id"),
-        ];
+        let id = [key("targets"), Seg::Index(0), key("hosts"), Seg::Index(0), key("id")];
         assert_eq!(l.value_loc(&id), Some((8, 14)));
         // Unknown paths fall back to the nearest ancestor.
         let deep = [key("targets"), Seg::Index(0), key("nope")];
@@ -344,10 +311,7 @@ mod tests {
         l.mark_removed(&seq, 1); // current 1 is original 2
         let t = l.translate(&[key("a"), Seg::Index(1), key("b")]);
         assert_eq!(t, vec![key("a"), Seg::Index(3), key("b")]);
-        assert_eq!(
-            l.translate(&[key("a"), Seg::Index(0)]),
-            vec![key("a"), Seg::Index(0)]
-        );
+        assert_eq!(l.translate(&[key("a"), Seg::Index(0)]), vec![key("a"), Seg::Index(0)]);
     }
 
     #[test]

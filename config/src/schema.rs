@@ -100,10 +100,7 @@ pub struct OptIn {
 
 impl Default for OptIn {
     fn default() -> Self {
-        OptIn {
-            tag: "simian:opt-in".to_string(),
-            value: "true".to_string(),
-        }
+        OptIn { tag: "simian:opt-in".to_string(), value: "true".to_string() }
     }
 }
 
@@ -277,9 +274,9 @@ impl<'de> Deserialize<'de> for ExecutorConfig {
                     (Some("wrap"), Some(argv)) => Ok(ExecutorConfig::Wrap { argv }),
                     (Some("wrap"), None) => Err(de::Error::missing_field("argv")),
                     (Some("local"), None) => Ok(ExecutorConfig::Local),
-                    (Some("local"), Some(_)) => Err(de::Error::custom(
-                        "`argv` belongs to `type: wrap`; a local executor takes none",
-                    )),
+                    (Some("local"), Some(_)) => {
+                        Err(de::Error::custom("`argv` belongs to `type: wrap`; a local executor takes none"))
+                    }
                     (Some(other), _) => Err(unknown(other)),
                     (None, _) => Err(de::Error::missing_field("type")),
                 }

@@ -56,8 +56,7 @@ pub(crate) fn deserialize_fixing<T: DeserializeOwned>(
             match s {
                 serde_path_to_error::Segment::Seq { index } => rel.push(Seg::Index(*index)),
                 serde_path_to_error::Segment::Map { key } => rel.push(Seg::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { .. }
-                | serde_path_to_error::Segment::Unknown => break,
+                serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => break,
             }
         }
         let msg = err.inner().to_string();
@@ -87,10 +86,7 @@ pub(crate) fn deserialize_fixing<T: DeserializeOwned>(
             }
             (Value::Sequence(items), Seg::Index(i)) if *i < items.len() => {
                 items.remove(*i);
-                let seq: Vec<Seg> = cur
-                    .get(..cur.len().saturating_sub(1))
-                    .unwrap_or_default()
-                    .to_vec();
+                let seq: Vec<Seg> = cur.get(..cur.len().saturating_sub(1)).unwrap_or_default().to_vec();
                 ctx.loc.mark_removed(&seq, *i);
                 true
             }
@@ -109,10 +105,9 @@ fn node_mut<'v>(value: &'v mut Value, segs: &[Seg]) -> Option<&'v mut Value> {
     let mut node = value;
     for s in segs {
         node = match (node, s) {
-            (Value::Mapping(m), Seg::Key(k)) => m
-                .iter_mut()
-                .find(|(mk, _)| key_text(mk).as_deref() == Some(k.as_str()))
-                .map(|(_, v)| v)?,
+            (Value::Mapping(m), Seg::Key(k)) => {
+                m.iter_mut().find(|(mk, _)| key_text(mk).as_deref() == Some(k.as_str())).map(|(_, v)| v)?
+            }
             (Value::Sequence(items), Seg::Index(i)) => items.get_mut(*i)?,
             (Value::Tagged(t), _) => &mut t.value,
             _ => return None,
@@ -127,10 +122,7 @@ fn backticked(s: &str) -> Vec<&str> {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub(crate) fn closest<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> Option<&'c str> {
+pub(crate) fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
     let w = word.to_lowercase();
     let (best, dist) = candidates
         .into_iter()
@@ -153,10 +145,7 @@ fn describe(msg: &str, cur: &[Seg], ctx: &Ctx) -> Option<Issue> {
             let known: Vec<&str> = MonkeyName::ALL.iter().map(|m| m.as_str()).collect();
             let mut issue = Issue::at(
                 cur.to_vec(),
-                format!(
-                    "unknown monkey `{found}`; known monkeys: {}",
-                    known.join(", ")
-                ),
+                format!("unknown monkey `{found}`; known monkeys: {}", known.join(", ")),
             );
             issue.at_key = true;
             if let Some(c) = closest(found, known.iter().copied()) {
@@ -164,16 +153,10 @@ fn describe(msg: &str, cur: &[Seg], ctx: &Ctx) -> Option<Issue> {
             }
             return Some(issue);
         }
-        if matches!(parent, [Seg::Key(t), Seg::Index(_)] if t == "targets")
-            && !allowed.contains(&"type")
-        {
+        if matches!(parent, [Seg::Key(t), Seg::Index(_)] if t == "targets") && !allowed.contains(&"type") {
             allowed.insert(0, "type");
         }
-        let list = allowed
-            .iter()
-            .map(|a| format!("`{a}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
         let hint = match closest(found, allowed.iter().copied()) {
             Some(c) => format!("did you mean `{c}`? allowed keys: {list}"),
             None if allowed.is_empty() => "remove it".to_string(),
@@ -198,15 +181,9 @@ fn describe(msg: &str, cur: &[Seg], ctx: &Ctx) -> Option<Issue> {
     if let Some(rest) = msg.strip_prefix("unknown variant ") {
         let names = backticked(rest);
         if let Some((found, expected)) = names.split_first() {
-            let list = expected
-                .iter()
-                .map(|a| format!("`{a}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut issue = Issue::at(
-                cur.to_vec(),
-                format!("unknown value `{found}`; expected one of {list}"),
-            );
+            let list = expected.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
+            let mut issue =
+                Issue::at(cur.to_vec(), format!("unknown value `{found}`; expected one of {list}"));
             if let Some(c) = closest(found, expected.iter().copied()) {
                 issue.hint = Some(format!("did you mean `{c}`?"));
             }
@@ -235,9 +212,6 @@ mod tests {
 
     #[test]
     fn backticks() {
-        assert_eq!(
-            backticked("`a`, expected one of `b`, `c`"),
-            vec!["a", "b", "c"]
-        );
+        assert_eq!(backticked("`a`, expected one of `b`, `c`"), vec!["a", "b", "c"]);
     }
 }

@@ -70,9 +70,9 @@ impl ParseError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             ParseError::Empty => None,
-            ParseError::Unknown { .. }
-            | ParseError::Unclosed { .. }
-            | ParseError::Unmatched { .. } => Some(SYNTAX_HINT),
+            ParseError::Unknown { .. } | ParseError::Unclosed { .. } | ParseError::Unmatched { .. } => {
+                Some(SYNTAX_HINT)
+            }
         }
     }
 }
@@ -101,11 +101,7 @@ pub fn pieces(element: &str) -> Result<Vec<Piece>, ParseError> {
                 chars.next();
                 text.push('}');
             }
-            '}' => {
-                return Err(ParseError::Unmatched {
-                    element: element.to_string(),
-                })
-            }
+            '}' => return Err(ParseError::Unmatched { element: element.to_string() }),
             '{' => {
                 let mut name = String::new();
                 let mut closed = false;
@@ -117,9 +113,7 @@ pub fn pieces(element: &str) -> Result<Vec<Piece>, ParseError> {
                     name.push(c);
                 }
                 if !closed {
-                    return Err(ParseError::Unclosed {
-                        element: element.to_string(),
-                    });
+                    return Err(ParseError::Unclosed { element: element.to_string() });
                 }
                 let hole = match name.as_str() {
                     "id" => Placeholder::Id,
@@ -130,12 +124,7 @@ pub fn pieces(element: &str) -> Result<Vec<Piece>, ParseError> {
                         Some(tag) if !tag.is_empty() && !tag.contains('{') => {
                             Placeholder::Tag(tag.to_string())
                         }
-                        _ => {
-                            return Err(ParseError::Unknown {
-                                name,
-                                element: element.to_string(),
-                            })
-                        }
+                        _ => return Err(ParseError::Unknown { name, element: element.to_string() }),
                     },
                 };
                 if !text.is_empty() {
@@ -187,14 +176,7 @@ mod tests {
 
     #[test]
     fn well_formed_elements_parse() {
-        for ok in [
-            "app@{id}",
-            "{tag:pid}",
-            "{{literal}}",
-            "{address}:{zone}/{group}",
-            "plain",
-            "",
-        ] {
+        for ok in ["app@{id}", "{tag:pid}", "{{literal}}", "{address}:{zone}/{group}", "plain", ""] {
             assert!(pieces(ok).is_ok(), "{ok}");
         }
     }
@@ -239,16 +221,8 @@ mod tests {
 
     #[test]
     fn lists_placeholders() {
-        let ps =
-            placeholders(&argv(&["kill", "{tag:pid}", "{id}-{id}", "{{zone}}"])).expect("parses");
-        assert_eq!(
-            ps,
-            vec![
-                Placeholder::Tag("pid".into()),
-                Placeholder::Id,
-                Placeholder::Id
-            ]
-        );
+        let ps = placeholders(&argv(&["kill", "{tag:pid}", "{id}-{id}", "{{zone}}"])).expect("parses");
+        assert_eq!(ps, vec![Placeholder::Tag("pid".into()), Placeholder::Id, Placeholder::Id]);
         assert_eq!(ps[0].to_string(), "{tag:pid}");
     }
 

@@ -11,9 +11,7 @@ use chrono::{NaiveDate, NaiveTime, Weekday};
 use crate::cron5::Cron;
 use crate::load::CalendarSpec;
 use crate::locate::{key, Issue, Seg};
-use crate::schema::{
-    CalendarConfig, ChaosConfig, ExecutorConfig, HostsTarget, Policy, TargetConfig,
-};
+use crate::schema::{CalendarConfig, ChaosConfig, ExecutorConfig, HostsTarget, Policy, TargetConfig};
 use crate::structural::closest;
 use crate::template;
 use crate::MonkeyName;
@@ -38,22 +36,15 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path) -> (Resolved, Vec<Issue
     let mut issues = Vec::new();
     if policy.version != 1 {
         issues.push(
-            Issue::at(
-                vec![key("version")],
-                format!("unsupported policy version {}", policy.version),
-            )
-            .hint("only `version: 1` exists"),
+            Issue::at(vec![key("version")], format!("unsupported policy version {}", policy.version))
+                .hint("only `version: 1` exists"),
         );
     }
     let tz = timezone(&policy.timezone, &mut issues);
-    for (field, value) in [
-        ("store", &policy.store),
-        ("kill_switch", &policy.kill_switch),
-    ] {
+    for (field, value) in [("store", &policy.store), ("kill_switch", &policy.kill_switch)] {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
             issues.push(
-                Issue::at(vec![key(field)], "must not be empty")
-                    .hint("give a file path, or remove the key"),
+                Issue::at(vec![key(field)], "must not be empty").hint("give a file path, or remove the key"),
             );
         }
     }
@@ -61,15 +52,9 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path) -> (Resolved, Vec<Issue
     let kill_switch = policy.kill_switch.as_deref().map(|k| base_dir.join(k));
     let calendar = policy.calendar.as_ref().map(|c| calendar(c, &mut issues));
     if policy.opt_in.tag.is_empty() {
-        issues.push(Issue::at(
-            vec![key("opt_in"), key("tag")],
-            "the opt-in tag must not be empty",
-        ));
+        issues.push(Issue::at(vec![key("opt_in"), key("tag")], "the opt-in tag must not be empty"));
     }
-    for (field, globs) in [
-        ("groups", &policy.exclude.groups),
-        ("instances", &policy.exclude.instances),
-    ] {
+    for (field, globs) in [("groups", &policy.exclude.groups), ("instances", &policy.exclude.instances)] {
         for (i, g) in globs.iter().enumerate() {
             if let Err(e) = globset::Glob::new(g) {
                 issues.push(Issue::at(
@@ -81,13 +66,7 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path) -> (Resolved, Vec<Issue
     }
     targets(&policy.targets, &mut issues);
     let schedules = monkeys(policy, &mut issues);
-    let resolved = Resolved {
-        tz,
-        store_path,
-        kill_switch,
-        calendar,
-        schedules,
-    };
+    let resolved = Resolved { tz, store_path, kill_switch, calendar, schedules };
     (resolved, issues)
 }
 
@@ -161,11 +140,7 @@ fn calendar(c: &CalendarConfig, issues: &mut Vec<Issue>) -> CalendarSpec {
             ),
         }
     }
-    CalendarSpec {
-        hours,
-        days,
-        holidays,
-    }
+    CalendarSpec { hours, days, holidays }
 }
 
 /// `HH:MM-HH:MM`; an end of `24:00` means midnight.
@@ -208,9 +183,7 @@ pub(crate) fn parse_day(s: &str) -> Option<Weekday> {
 fn parse_date(s: &str) -> Option<NaiveDate> {
     let b = s.as_bytes();
     let shape = b.len() == 10 && b.get(4) == Some(&b'-') && b.get(7) == Some(&b'-');
-    shape
-        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-        .flatten()
+    shape.then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).flatten()
 }
 
 fn targets(targets: &[TargetConfig], issues: &mut Vec<Issue>) {
@@ -266,17 +239,11 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
         }
     }
     if h.timeout.is_some_and(|t| t.as_secs() == 0) {
-        issues.push(Issue::at(
-            at(&[key("timeout")]),
-            "the timeout must be longer than 0s",
-        ));
+        issues.push(Issue::at(at(&[key("timeout")]), "the timeout must be longer than 0s"));
     }
     if let Some(o) = &h.opt_in {
         if o.tag.is_empty() {
-            issues.push(Issue::at(
-                at(&[key("opt_in"), key("tag")]),
-                "the opt-in tag must not be empty",
-            ));
+            issues.push(Issue::at(at(&[key("opt_in"), key("tag")]), "the opt-in tag must not be empty"));
         }
     }
     let mut ids = HashSet::new();
@@ -286,11 +253,8 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
             issues.push(Issue::at(hp("id"), "a host id must not be empty"));
         } else if !ids.insert(host.id.as_str()) {
             issues.push(
-                Issue::at(
-                    hp("id"),
-                    format!("duplicate host id `{}` in this target", host.id),
-                )
-                .hint("host ids must be unique within a target"),
+                Issue::at(hp("id"), format!("duplicate host id `{}` in this target", host.id))
+                    .hint("host ids must be unique within a target"),
             );
         }
         if host.group.trim().is_empty() {
@@ -364,11 +328,8 @@ fn chaos(c: &ChaosConfig, base: &[Seg], issues: &mut Vec<Issue>) {
     if let Some(p) = c.probability {
         if !(0.0..=1.0).contains(&p) {
             issues.push(
-                Issue::at(
-                    at("probability"),
-                    format!("probability {p} is outside 0..=1"),
-                )
-                .hint("0 never acts, 1 always acts, 0.25 acts one run in four"),
+                Issue::at(at("probability"), format!("probability {p} is outside 0..=1"))
+                    .hint("0 never acts, 1 always acts, 0.25 acts one run in four"),
             );
         }
     }
@@ -401,15 +362,7 @@ mod tests {
         assert_eq!(parse_hours("09:00-17:30"), Ok((t(9, 0), t(17, 30))));
         assert_eq!(parse_hours("22:00 - 06:00"), Ok((t(22, 0), t(6, 0))));
         assert_eq!(parse_hours("18:00-24:00"), Ok((t(18, 0), t(0, 0))));
-        for bad in [
-            "9-17",
-            "24:00-01:00",
-            "09:60-10:00",
-            "0900-1000",
-            "09:00",
-            "09:00-10:00-11:00",
-            "",
-        ] {
+        for bad in ["9-17", "24:00-01:00", "09:60-10:00", "0900-1000", "09:00", "09:00-10:00-11:00", ""] {
             assert_eq!(parse_hours(bad), Err(()), "{bad}");
         }
     }

@@ -192,20 +192,14 @@ struct MapAcc {
 
 impl MapAcc {
     fn new(m: Mapping) -> MapAcc {
-        MapAcc {
-            iter: m.into_iter(),
-            value: None,
-        }
+        MapAcc { iter: m.into_iter(), value: None }
     }
 }
 
 impl<'de> MapAccess<'de> for MapAcc {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
@@ -228,10 +222,7 @@ struct SeqAcc(std::vec::IntoIter<Value>);
 impl<'de> SeqAccess<'de> for SeqAcc {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
         match self.0.next() {
             Some(v) => seed.deserialize(Lenient(v)).map(Some),
             None => Ok(None),
@@ -251,8 +242,7 @@ mod tests {
     #[test]
     fn scalars_read_as_strings() {
         let v = parse("pid: 1234\nok: true\nf: 0.5\n").expect("parses");
-        let m: BTreeMap<String, String> =
-            serde::Deserialize::deserialize(Lenient(v)).expect("lenient");
+        let m: BTreeMap<String, String> = serde::Deserialize::deserialize(Lenient(v)).expect("lenient");
         assert_eq!(m["pid"], "1234");
         assert_eq!(m["ok"], "true");
         assert_eq!(m["f"], "0.5");

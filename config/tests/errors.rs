@@ -5,11 +5,7 @@ use std::path::Path;
 use simian_config::{load, load_str, LoadedPolicy, PolicyErrors};
 
 fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-    move |k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    }
+    move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
 }
 
 fn try_load(text: &str, vars: &[(&str, &str)]) -> Result<LoadedPolicy, PolicyErrors> {
@@ -95,10 +91,7 @@ fn misspelt_timezone_gets_the_closest_iana_name() {
 #[test]
 fn yaml_syntax_error_has_a_location() {
     let out = [
-        errors(
-            "version: 1\nmonkeys:\n  chaos:\n    schedule: \"* * * * *\n",
-            &[],
-        ),
+        errors("version: 1\nmonkeys:\n  chaos:\n    schedule: \"* * * * *\n", &[]),
         errors("version: 1\ntargets: [\n  {name: a\n", &[]),
         errors("version: 1\n  mode: live\n", &[]),
         errors("version: 1\nmode: live\nmode: dry-run\n", &[]),
@@ -135,10 +128,7 @@ fn env_expansion_set_unset_and_default() {
     ];
     let p = try_load(ENV_POLICY, &all).expect("all variables set");
     assert_eq!(p.store_path, Path::new("/var/lib/simian/simian.db"));
-    assert_eq!(
-        p.kill_switch.as_deref(),
-        Some(Path::new("/run/simian/stop"))
-    );
+    assert_eq!(p.kill_switch.as_deref(), Some(Path::new("/run/simian/stop")));
     // A match, not a `let`, so this keeps compiling when more target types arrive.
     #[allow(clippy::infallible_destructuring_match)]
     let t = match &p.policy.targets[0] {
@@ -147,13 +137,7 @@ fn env_expansion_set_unset_and_default() {
     assert_eq!(t.name, "staging");
     assert_eq!(
         t.terminate.as_deref(),
-        Some(
-            &[
-                "kill".to_string(),
-                "$HOME".to_string(),
-                "{tag:pid}".to_string()
-            ][..]
-        )
+        Some(&["kill".to_string(), "$HOME".to_string(), "{tag:pid}".to_string()][..])
     );
     assert_eq!(t.hosts[0].id, "web-1");
     assert_eq!(t.hosts[0].tags["pid"], "1");
@@ -164,17 +148,12 @@ fn env_expansion_set_unset_and_default() {
     insta::assert_snapshot!("env_unset", errors(ENV_POLICY, &missing));
     let with_prob = [all.as_slice(), &[("PROB", "0.25")]].concat();
     let p = try_load(ENV_POLICY, &with_prob).expect("probability from env");
-    assert_eq!(
-        p.policy.monkeys.chaos.and_then(|c| c.probability),
-        Some(0.25)
-    );
+    assert_eq!(p.policy.monkeys.chaos.and_then(|c| c.probability), Some(0.25));
     // A quoted `${…}` stays a string, so it cannot fill a number.
-    let quoted = "version: 1\nmonkeys:\n  chaos:\n    schedule: '* * * * *'\n    probability: \"${PROB:-1}\"\n";
+    let quoted =
+        "version: 1\nmonkeys:\n  chaos:\n    schedule: '* * * * *'\n    probability: \"${PROB:-1}\"\n";
     insta::assert_snapshot!("env_quoted_number", errors(quoted, &[]));
-    insta::assert_snapshot!(
-        "env_malformed",
-        errors("version: 1\nstore: ${STATE\ntimezone: ${1X}\n", &[])
-    );
+    insta::assert_snapshot!("env_malformed", errors("version: 1\nstore: ${STATE\ntimezone: ${1X}\n", &[]));
 }
 
 #[test]
@@ -199,14 +178,8 @@ monkeys:
     let cal = p.calendar.expect("calendar");
     let t = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).expect("time");
     assert_eq!(cal.hours, Some((t(22, 0), t(0, 0))));
-    assert_eq!(
-        cal.days,
-        Some(vec![chrono::Weekday::Mon, chrono::Weekday::Fri])
-    );
-    assert_eq!(
-        cal.holidays,
-        vec![chrono::NaiveDate::from_ymd_opt(2025, 12, 25).expect("date")]
-    );
+    assert_eq!(cal.days, Some(vec![chrono::Weekday::Mon, chrono::Weekday::Fri]));
+    assert_eq!(cal.holidays, vec![chrono::NaiveDate::from_ymd_opt(2025, 12, 25).expect("date")]);
     assert!(p.schedules.contains_key(&simian_config::MonkeyName::Chaos));
 
     let defaults = try_load("version: 1\n", &[]).expect("minimal policy");

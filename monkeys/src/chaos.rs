@@ -68,19 +68,13 @@ pub struct Partition {
 }
 
 /// Split an inventory into eligible groups and excluded instances (non-opted-in ones are dropped).
-pub fn partition(
-    inventory: &[Instance],
-    opt_in_for: &dyn Fn(&str) -> OptIn,
-    excl: &Exclusions,
-) -> Partition {
+pub fn partition(inventory: &[Instance], opt_in_for: &dyn Fn(&str) -> OptIn, excl: &Exclusions) -> Partition {
     let mut p = Partition::default();
     for inst in inventory {
         match eligibility(inst, &opt_in_for(&inst.target), excl) {
-            Eligibility::Eligible => p
-                .eligible
-                .entry((inst.target.clone(), inst.group.clone()))
-                .or_default()
-                .push(inst.clone()),
+            Eligibility::Eligible => {
+                p.eligible.entry((inst.target.clone(), inst.group.clone())).or_default().push(inst.clone())
+            }
             Eligibility::Excluded(why) => p.excluded.push((inst.clone(), why)),
             Eligibility::NotOptedIn => {}
         }
@@ -113,35 +107,22 @@ pub fn plan<R: Rng>(
         let pick = rng.random_range(0..members.len());
         if let Some(limit) = params.max_kills_per_run {
             if kills >= limit {
-                out.push(Decision::LimitReached {
-                    group: key.clone(),
-                    limit,
-                });
+                out.push(Decision::LimitReached { group: key.clone(), limit });
                 continue;
             }
         }
         if roll >= params.probability {
-            out.push(Decision::NotChosen {
-                group: key.clone(),
-                roll,
-                probability: params.probability,
-            });
+            out.push(Decision::NotChosen { group: key.clone(), roll, probability: params.probability });
             continue;
         }
         if let (Some(min), Some(last)) = (params.min_time_between_kills, last_live_kill.get(key)) {
             if now.signed_duration_since(*last) < min {
-                out.push(Decision::TooRecent {
-                    group: key.clone(),
-                    last_kill: *last,
-                });
+                out.push(Decision::TooRecent { group: key.clone(), last_kill: *last });
                 continue;
             }
         }
         kills += 1;
-        out.push(Decision::Kill {
-            victim: members[pick].clone(),
-            eligible: members.len(),
-        });
+        out.push(Decision::Kill { victim: members[pick].clone(), eligible: members.len() });
     }
     out
 }
@@ -170,10 +151,7 @@ mod tests {
             address: None,
             group: group.into(),
             zone: Some("a".into()),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
@@ -192,11 +170,8 @@ mod tests {
             inst("d1", "db", &[]),
             inst("p1", "payments", &[IN]),
         ];
-        let excl = Exclusions::new(&ExcludeConfig {
-            groups: vec!["pay*".into()],
-            ..Default::default()
-        })
-        .unwrap();
+        let excl =
+            Exclusions::new(&ExcludeConfig { groups: vec!["pay*".into()], ..Default::default() }).unwrap();
         let part = partition(&inv, &default_opt_in, &excl);
         assert_eq!(part.eligible.len(), 2);
         assert_eq!(part.excluded.len(), 1);
@@ -207,73 +182,33 @@ mod tests {
         };
         let now = Utc::now();
         let mut history = BTreeMap::new();
-        history.insert(
-            ("lab".to_string(), "api".to_string()),
-            now - TimeDelta::hours(2),
-        );
-        let d = plan(
-            &part.eligible,
-            &history,
-            &params,
-            now,
-            &mut ChaCha8Rng::seed_from_u64(7),
-        );
+        history.insert(("lab".to_string(), "api".to_string()), now - TimeDelta::hours(2));
+        let d = plan(&part.eligible, &history, &params, now, &mut ChaCha8Rng::seed_from_u64(7));
         assert!(matches!(&d[0], Decision::TooRecent { group, .. } if group.1 == "api"));
         assert!(matches!(&d[1], Decision::Kill { victim, eligible: 2 } if victim.group == "web"));
     }
 
     #[test]
     fn same_seed_same_decisions() {
-        let inv: Vec<_> = (0..50)
-            .map(|i| inst(&format!("i{i}"), &format!("g{}", i % 7), &[IN]))
-            .collect();
-        let part = partition(
-            &inv,
-            &default_opt_in,
-            &Exclusions::new(&ExcludeConfig::default()).unwrap(),
-        );
-        let params = ChaosParams {
-            probability: 0.5,
-            min_time_between_kills: None,
-            max_kills_per_run: Some(3),
-        };
+        let inv: Vec<_> = (0..50).map(|i| inst(&format!("i{i}"), &format!("g{}", i % 7), &[IN])).collect();
+        let part = partition(&inv, &default_opt_in, &Exclusions::new(&ExcludeConfig::default()).unwrap());
+        let params =
+            ChaosParams { probability: 0.5, min_time_between_kills: None, max_kills_per_run: Some(3) };
         let now = Utc::now();
-        let a = plan(
-            &part.eligible,
-            &BTreeMap::new(),
-            &params,
-            now,
-            &mut ChaCha8Rng::seed_from_u64(42),
-        );
-        let b = plan(
-            &part.eligible,
-            &BTreeMap::new(),
-            &params,
-            now,
-            &mut ChaCha8Rng::seed_from_u64(42),
-        );
+        let a = plan(&part.eligible, &BTreeMap::new(), &params, now, &mut ChaCha8Rng::seed_from_u64(42));
+        let b = plan(&part.eligible, &BTreeMap::new(), &params, now, &mut ChaCha8Rng::seed_from_u64(42));
         assert_eq!(a, b);
     }
 
     #[test]
     fn mean_time_gives_probability() {
         assert!((probability_from_mean(TimeDelta::days(2), TimeDelta::days(1)) - 0.5).abs() < 1e-9);
-        assert_eq!(
-            probability_from_mean(TimeDelta::hours(1), TimeDelta::days(1)),
-            1.0
-        );
+        assert_eq!(probability_from_mean(TimeDelta::hours(1), TimeDelta::days(1)), 1.0);
     }
 
     fn arb_instance() -> impl Strategy<Value = Instance> {
-        (
-            0u8..40,
-            0u8..6,
-            0u8..3,
-            prop::bool::ANY,
-            prop::bool::ANY,
-            prop::bool::ANY,
-        )
-            .prop_map(|(id, g, z, opted, wrong_value, exempt)| {
+        (0u8..40, 0u8..6, 0u8..3, prop::bool::ANY, prop::bool::ANY, prop::bool::ANY).prop_map(
+            |(id, g, z, opted, wrong_value, exempt)| {
                 let mut tags = BTreeMap::new();
                 if opted {
                     tags.insert(
@@ -288,12 +223,12 @@ mod tests {
                     target: if g % 2 == 0 { "lab" } else { "prod" }.into(),
                     id: format!("i-{id}"),
                     address: None,
-                    group: ["web", "api", "payments-1", "db", "batch", "payments"][g as usize]
-                        .into(),
+                    group: ["web", "api", "payments-1", "db", "batch", "payments"][g as usize].into(),
                     zone: Some(["a", "b", "c"][z as usize].into()),
                     tags,
                 }
-            })
+            },
+        )
     }
 
     proptest! {

@@ -36,11 +36,7 @@ impl Exclusions {
     /// Compile the policy's `exclude` section (globs are validated when the policy loads).
     pub fn new(cfg: &ExcludeConfig) -> Result<Self, globset::Error> {
         Ok(Exclusions {
-            tags: cfg
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            tags: cfg.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             groups: globset(&cfg.groups)?,
             instances: globset(&cfg.instances)?,
         })
@@ -52,10 +48,7 @@ impl Exclusions {
             return Some(format!("excluded by tag {k}={v}"));
         }
         if self.groups.is_match(&inst.group) {
-            return Some(format!(
-                "excluded by group pattern (group `{}`)",
-                inst.group
-            ));
+            return Some(format!("excluded by group pattern (group `{}`)", inst.group));
         }
         if self.instances.is_match(&inst.id) {
             return Some(format!("excluded by instance pattern (`{}`)", inst.id));

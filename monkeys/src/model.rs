@@ -202,8 +202,5 @@ pub struct ActionError(pub String);
 /// The port through which monkeys change the world; targets implement it.
 pub trait Actuator: Sync {
     /// Terminate `inst`; on success a short note of what was run.
-    fn terminate(
-        &self,
-        inst: &Instance,
-    ) -> impl Future<Output = Result<String, ActionError>> + Send;
+    fn terminate(&self, inst: &Instance) -> impl Future<Output = Result<String, ActionError>> + Send;
 }

@@ -10,9 +10,7 @@
 //! Identical instants are fired once. The calendar (hours, days, holidays) is then checked on the
 //! local time of the fire instant.
 
-use chrono::{
-    DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc, Weekday,
-};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use simian_config::{cron5::Cron, CalendarSpec};
 
@@ -195,10 +193,7 @@ impl Calendar {
 
     /// True when no instant can ever be inside the calendar (an empty list of days).
     fn never_open(&self) -> bool {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.days.as_ref())
-            .is_some_and(|d| d.is_empty())
+        self.spec.as_ref().and_then(|s| s.days.as_ref()).is_some_and(|d| d.is_empty())
     }
 
     /// Why the local time is outside the calendar, if it is.
@@ -214,9 +209,7 @@ impl Calendar {
             }
         }
         match spec.hours {
-            Some((start, end)) if !in_window(start, end, local.time()) => {
-                Some(Refusal::Hours(start, end))
-            }
+            Some((start, end)) if !in_window(start, end, local.time()) => Some(Refusal::Hours(start, end)),
             _ => None,
         }
     }
@@ -228,9 +221,7 @@ impl Calendar {
         let next_day = date.succ_opt()?;
         match self.check(local)? {
             Refusal::Holiday(_) | Refusal::Day(_) => Some(next_day.and_time(NaiveTime::MIN)),
-            Refusal::Hours(start, end) if start < end && local.time() < start => {
-                Some(date.and_time(start))
-            }
+            Refusal::Hours(start, end) if start < end && local.time() < start => Some(date.and_time(start)),
             Refusal::Hours(start, end) if start < end => Some(next_day.and_time(start)),
             // Wrapping window: refused only in [end, start) of the same day.
             Refusal::Hours(start, _) => Some(date.and_time(start)),
@@ -282,9 +273,7 @@ mod tests {
     }
 
     fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, h, min, 0)
-            .single()
-            .expect("valid test time")
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().expect("valid test time")
     }
 
     fn hm(h: u32, m: u32) -> NaiveTime {
@@ -300,21 +289,11 @@ mod tests {
         days: Option<Vec<Weekday>>,
         holidays: Vec<NaiveDate>,
     ) -> Option<CalendarSpec> {
-        Some(CalendarSpec {
-            hours,
-            days,
-            holidays,
-        })
+        Some(CalendarSpec { hours, days, holidays })
     }
 
     fn weekdays() -> Vec<Weekday> {
-        vec![
-            Weekday::Mon,
-            Weekday::Tue,
-            Weekday::Wed,
-            Weekday::Thu,
-            Weekday::Fri,
-        ]
+        vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri]
     }
 
     /// Fires as `YYYY-MM-DD HH:MM±offset` local and as UTC.
@@ -322,11 +301,7 @@ mod tests {
         fires
             .iter()
             .map(|f| {
-                format!(
-                    "{} = {}",
-                    f.format("%Y-%m-%d %H:%M%:z"),
-                    f.with_timezone(&Utc).format("%H:%MZ")
-                )
+                format!("{} = {}", f.format("%Y-%m-%d %H:%M%:z"), f.with_timezone(&Utc).format("%H:%MZ"))
             })
             .collect()
     }
@@ -378,13 +353,7 @@ mod tests {
     fn fall_back_fires_once_at_the_earlier_instant() {
         let cal = Calendar::new(Los_Angeles, None);
         let fires = cal.next_fires(&cron("30 1 * * *"), utc(2026, 11, 1, 0, 0), 2);
-        assert_eq!(
-            show(&fires),
-            [
-                "2026-11-01 01:30-07:00 = 08:30Z",
-                "2026-11-02 01:30-08:00 = 09:30Z"
-            ]
-        );
+        assert_eq!(show(&fires), ["2026-11-01 01:30-07:00 = 08:30Z", "2026-11-02 01:30-08:00 = 09:30Z"]);
         // Searching from inside the repeated hour (01:10 PST): that day's 01:30 already fired.
         let fires = cal.next_fires(&cron("30 1 * * *"), utc(2026, 11, 1, 9, 10), 1);
         assert_eq!(show(&fires), ["2026-11-02 01:30-08:00 = 09:30Z"]);
@@ -416,21 +385,9 @@ mod tests {
     fn berlin_dst_both_ways() {
         let cal = Calendar::new(Berlin, None);
         let spring = cal.next_fires(&cron("30 2 * * *"), utc(2026, 3, 28, 12, 0), 2);
-        assert_eq!(
-            show(&spring),
-            [
-                "2026-03-29 03:00+02:00 = 01:00Z",
-                "2026-03-30 02:30+02:00 = 00:30Z"
-            ]
-        );
+        assert_eq!(show(&spring), ["2026-03-29 03:00+02:00 = 01:00Z", "2026-03-30 02:30+02:00 = 00:30Z"]);
         let autumn = cal.next_fires(&cron("30 2 * * *"), utc(2026, 10, 24, 12, 0), 2);
-        assert_eq!(
-            show(&autumn),
-            [
-                "2026-10-25 02:30+02:00 = 00:30Z",
-                "2026-10-26 02:30+01:00 = 01:30Z"
-            ]
-        );
+        assert_eq!(show(&autumn), ["2026-10-25 02:30+02:00 = 00:30Z", "2026-10-26 02:30+01:00 = 01:30Z"]);
         // Office hours in Berlin summer time are 07:00-15:00 UTC.
         let cal = Calendar::new(Berlin, spec(Some((hm(9, 0), hm(17, 0))), None, vec![]));
         let fires = cal.next_fires(&cron("0 * * * *"), utc(2026, 6, 1, 0, 0), 9);
@@ -442,10 +399,7 @@ mod tests {
 
     #[test]
     fn window_wrapping_midnight() {
-        let cal = Calendar::new(
-            chrono_tz::UTC,
-            spec(Some((hm(22, 0), hm(6, 0))), None, vec![]),
-        );
+        let cal = Calendar::new(chrono_tz::UTC, spec(Some((hm(22, 0), hm(6, 0))), None, vec![]));
         assert!(cal.allows(utc(2026, 5, 5, 23, 0)));
         assert!(cal.allows(utc(2026, 5, 5, 22, 0)));
         assert!(cal.allows(utc(2026, 5, 6, 0, 0)));
@@ -453,22 +407,13 @@ mod tests {
         assert!(!cal.allows(utc(2026, 5, 6, 6, 0)));
         assert!(!cal.allows(utc(2026, 5, 6, 21, 59)));
         let fires = cal.next_fires(&cron("0 * * * *"), utc(2026, 5, 5, 12, 0), 9);
-        let hours: Vec<String> = fires
-            .iter()
-            .map(|f| f.format("%d %H").to_string())
-            .collect();
-        assert_eq!(
-            hours,
-            ["05 22", "05 23", "06 00", "06 01", "06 02", "06 03", "06 04", "06 05", "06 22"]
-        );
+        let hours: Vec<String> = fires.iter().map(|f| f.format("%d %H").to_string()).collect();
+        assert_eq!(hours, ["05 22", "05 23", "06 00", "06 01", "06 02", "06 03", "06 04", "06 05", "06 22"]);
     }
 
     #[test]
     fn whole_day_when_start_equals_end() {
-        let cal = Calendar::new(
-            chrono_tz::UTC,
-            spec(Some((hm(0, 0), hm(0, 0))), None, vec![]),
-        );
+        let cal = Calendar::new(chrono_tz::UTC, spec(Some((hm(0, 0), hm(0, 0))), None, vec![]));
         assert!(cal.allows(utc(2026, 5, 5, 13, 37)));
         assert_eq!(cal.refusal(utc(2026, 5, 5, 13, 37)), None);
     }
@@ -478,30 +423,18 @@ mod tests {
         let cal = Calendar::new(Los_Angeles, spec(None, Some(weekdays()), vec![]));
         // 2026-03-06 is a Friday.
         let fires = cal.next_fires(&cron("0 10 * * *"), utc(2026, 3, 6, 12, 0), 3);
-        let days: Vec<String> = fires
-            .iter()
-            .map(|f| f.format("%a %d %H:%M").to_string())
-            .collect();
+        let days: Vec<String> = fires.iter().map(|f| f.format("%a %d %H:%M").to_string()).collect();
         assert_eq!(days, ["Fri 06 10:00", "Mon 09 10:00", "Tue 10 10:00"]);
     }
 
     #[test]
     fn wrapping_window_uses_the_weekday_of_the_local_date() {
-        let cal = Calendar::new(
-            chrono_tz::UTC,
-            spec(Some((hm(22, 0), hm(6, 0))), Some(weekdays()), vec![]),
-        );
+        let cal = Calendar::new(chrono_tz::UTC, spec(Some((hm(22, 0), hm(6, 0))), Some(weekdays()), vec![]));
         // Friday 2026-03-06 23:00 is allowed, Saturday 01:00 is not, Monday 01:00 is.
         assert!(cal.allows(utc(2026, 3, 6, 23, 0)));
-        assert_eq!(
-            cal.refusal(utc(2026, 3, 7, 1, 0)).as_deref(),
-            Some("saturday is not a calendar day")
-        );
+        assert_eq!(cal.refusal(utc(2026, 3, 7, 1, 0)).as_deref(), Some("saturday is not a calendar day"));
         let fires = cal.next_fires(&cron("0 1 * * *"), utc(2026, 3, 6, 12, 0), 2);
-        let days: Vec<String> = fires
-            .iter()
-            .map(|f| f.format("%a %d %H:%M").to_string())
-            .collect();
+        let days: Vec<String> = fires.iter().map(|f| f.format("%a %d %H:%M").to_string()).collect();
         assert_eq!(days, ["Mon 09 01:00", "Tue 10 01:00"]);
     }
 
@@ -509,25 +442,16 @@ mod tests {
     fn holidays_are_skipped() {
         let cal = Calendar::new(Los_Angeles, spec(None, None, vec![date(2026, 12, 25)]));
         let fires = cal.next_fires(&cron("0 10 * * *"), utc(2026, 12, 24, 20, 0), 2);
-        let days: Vec<String> = fires
-            .iter()
-            .map(|f| f.format("%Y-%m-%d %H:%M").to_string())
-            .collect();
+        let days: Vec<String> = fires.iter().map(|f| f.format("%Y-%m-%d %H:%M").to_string()).collect();
         assert_eq!(days, ["2026-12-26 10:00", "2026-12-27 10:00"]);
         // The holiday is a local date: 2026-12-25 06:00 UTC is still the 24th in Los Angeles.
         assert!(cal.allows(utc(2026, 12, 25, 6, 0)));
-        assert_eq!(
-            cal.refusal(utc(2026, 12, 25, 18, 0)).as_deref(),
-            Some("2026-12-25 is a holiday")
-        );
+        assert_eq!(cal.refusal(utc(2026, 12, 25, 18, 0)).as_deref(), Some("2026-12-25 is a holiday"));
     }
 
     #[test]
     fn refusal_texts() {
-        let cal = Calendar::new(
-            Los_Angeles,
-            spec(Some((hm(9, 0), hm(15, 0))), Some(weekdays()), vec![]),
-        );
+        let cal = Calendar::new(Los_Angeles, spec(Some((hm(9, 0), hm(15, 0))), Some(weekdays()), vec![]));
         // 2026-03-04 (Wednesday) 16:02 PST = 2026-03-05 00:02 UTC.
         assert_eq!(
             cal.refusal(utc(2026, 3, 5, 0, 2)).as_deref(),
@@ -535,10 +459,7 @@ mod tests {
         );
         assert!(!cal.allows(utc(2026, 3, 5, 0, 2)));
         // 2026-03-07 is a Saturday; 12:00 PST = 20:00 UTC.
-        assert_eq!(
-            cal.refusal(utc(2026, 3, 7, 20, 0)).as_deref(),
-            Some("saturday is not a calendar day")
-        );
+        assert_eq!(cal.refusal(utc(2026, 3, 7, 20, 0)).as_deref(), Some("saturday is not a calendar day"));
         assert_eq!(cal.refusal(utc(2026, 3, 4, 20, 0)), None);
         assert!(cal.allows(utc(2026, 3, 4, 20, 0)));
         // No calendar: any time.
@@ -550,19 +471,14 @@ mod tests {
     #[test]
     fn mean_gap_weekdays_and_quarter_hours() {
         let cal = Calendar::new(Los_Angeles, spec(None, Some(weekdays()), vec![]));
-        let gap = cal
-            .mean_gap(&cron("0 10 * * *"), utc(2026, 3, 2, 0, 0))
-            .expect("fires");
+        let gap = cal.mean_gap(&cron("0 10 * * *"), utc(2026, 3, 2, 0, 0)).expect("fires");
         assert_eq!(gap, TimeDelta::try_days(7).unwrap() / 5); // 1.4 days
                                                               // The same from any start.
-        let gap = cal
-            .mean_gap(&cron("0 10 * * *"), utc(2026, 3, 4, 19, 7))
-            .expect("fires");
+        let gap = cal.mean_gap(&cron("0 10 * * *"), utc(2026, 3, 4, 19, 7)).expect("fires");
         assert_eq!(gap, TimeDelta::try_days(7).unwrap() / 5);
         for tz in [chrono_tz::UTC, Los_Angeles] {
             // Across the spring-forward gap too (2026-03-08).
-            let gap =
-                Calendar::new(tz, None).mean_gap(&cron("*/15 * * * *"), utc(2026, 3, 1, 0, 0));
+            let gap = Calendar::new(tz, None).mean_gap(&cron("*/15 * * * *"), utc(2026, 3, 1, 0, 0));
             assert_eq!(gap, TimeDelta::try_minutes(15), "{tz}");
         }
     }
@@ -570,38 +486,26 @@ mod tests {
     #[test]
     fn mean_gap_none_when_never_inside() {
         let cal = Calendar::new(Los_Angeles, spec(Some((hm(9, 0), hm(15, 0))), None, vec![]));
-        assert_eq!(
-            cal.mean_gap(&cron("0 3 * * *"), utc(2026, 3, 1, 0, 0)),
-            None
-        );
+        assert_eq!(cal.mean_gap(&cron("0 3 * * *"), utc(2026, 3, 1, 0, 0)), None);
         assert_eq!(cal.mean_gap(&cron("@monthly"), utc(2026, 3, 1, 0, 0)), None);
     }
 
     #[test]
     fn searches_are_bounded() {
         let cal = Calendar::new(Los_Angeles, spec(Some((hm(9, 0), hm(15, 0))), None, vec![]));
-        assert!(cal
-            .next_fires(&cron("0 3 * * *"), utc(2026, 3, 1, 0, 0), 5)
-            .is_empty());
+        assert!(cal.next_fires(&cron("0 3 * * *"), utc(2026, 3, 1, 0, 0), 5).is_empty());
         let closed = Calendar::new(Los_Angeles, spec(None, Some(vec![]), vec![]));
-        assert!(closed
-            .next_fires(&cron("* * * * *"), utc(2026, 3, 1, 0, 0), 5)
-            .is_empty());
+        assert!(closed.next_fires(&cron("* * * * *"), utc(2026, 3, 1, 0, 0), 5).is_empty());
         // The next Feb 29 is within the horizon; the one after that is not.
         let rare = Calendar::new(Los_Angeles, None);
         let leap = rare.next_fires(&cron("0 0 29 2 *"), utc(2026, 3, 1, 0, 0), 2);
         assert_eq!(show(&leap), ["2028-02-29 00:00-08:00 = 08:00Z"]);
-        assert!(rare
-            .next_fires(&cron("* * * * *"), utc(2026, 3, 1, 0, 0), 0)
-            .is_empty());
+        assert!(rare.next_fires(&cron("* * * * *"), utc(2026, 3, 1, 0, 0), 0).is_empty());
     }
 
     #[test]
     fn every_minute_in_a_narrow_window_skips_ahead() {
-        let cal = Calendar::new(
-            Los_Angeles,
-            spec(Some((hm(9, 0), hm(9, 10))), Some(weekdays()), vec![]),
-        );
+        let cal = Calendar::new(Los_Angeles, spec(Some((hm(9, 0), hm(9, 10))), Some(weekdays()), vec![]));
         let after = utc(2026, 3, 6, 20, 0); // Friday 12:00 PST
         let fires = cal.next_fires(&cron("* * * * *"), after, 25);
         assert_eq!(fires.len(), 25);
@@ -614,11 +518,7 @@ mod tests {
         for _ in 0..100 {
             let _ = Calendar::new(Los_Angeles, None).next_fires(&cron("* * * * *"), after, 10);
         }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
     }
 
     mod scan {

@@ -66,12 +66,7 @@ fn run_guard(
         return Some("policy has `enabled: false`".into());
     }
     let monkey_enabled = match monkey {
-        MonkeyName::Chaos => policy
-            .policy
-            .monkeys
-            .chaos
-            .as_ref()
-            .is_some_and(|c| c.enabled),
+        MonkeyName::Chaos => policy.policy.monkeys.chaos.as_ref().is_some_and(|c| c.enabled),
     };
     if !monkey_enabled {
         return Some(format!("monkey `{monkey}` is not enabled in the policy"));
@@ -111,8 +106,7 @@ fn recheck(
     opts: &RunOptions,
     inst: &Instance,
 ) -> Result<(), String> {
-    let fresh =
-        ctx_reload().map_err(|e| format!("policy no longer loads, refusing to act: {e}"))?;
+    let fresh = ctx_reload().map_err(|e| format!("policy no longer loads, refusing to act: {e}"))?;
     if effective_mode(&fresh, opts) != Mode::Live {
         return Err("policy is no longer in live mode".into());
     }
@@ -127,18 +121,12 @@ fn recheck(
     }
 }
 
-fn chaos_params(
-    policy: &LoadedPolicy,
-    cfg: &ChaosConfig,
-    now: DateTime<Utc>,
-) -> Result<ChaosParams, String> {
+fn chaos_params(policy: &LoadedPolicy, cfg: &ChaosConfig, now: DateTime<Utc>) -> Result<ChaosParams, String> {
     let probability = match (cfg.probability, cfg.mean_time_between_kills) {
         (Some(p), _) => p,
         (None, Some(mtbk)) => {
-            let cron = policy
-                .schedules
-                .get(&MonkeyName::Chaos)
-                .ok_or("mean_time_between_kills needs a schedule")?;
+            let cron =
+                policy.schedules.get(&MonkeyName::Chaos).ok_or("mean_time_between_kills needs a schedule")?;
             let cal = Calendar::new(policy.tz, policy.calendar.clone());
             let gap = cal
                 .mean_gap(cron, now)
@@ -169,6 +157,7 @@ pub async fn run_once<A: Actuator>(
     info!(run_id = %run_id, seed, mode = mode.as_str(), "run started");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut findings = Vec::new();
+    let mut round = Round { policy, opts, ctx: &ctx, store, run_id: run_id.clone(), mode, now: started };
 
     let monkeys: Vec<MonkeyName> = if opts.monkeys.is_empty() {
         policy.schedules.keys().copied().collect()
@@ -178,20 +167,15 @@ pub async fn run_once<A: Actuator>(
     for monkey in monkeys {
         let mut out = Vec::new();
         match monkey {
-            MonkeyName::Chaos => {
-                run_chaos(
-                    policy, opts, &ctx, store, &run_id, mode, &mut rng, started, &mut out,
-                )
-                .await?;
-            }
+            MonkeyName::Chaos => round.chaos(&mut rng, &mut out).await?,
         }
         for f in &out {
-            store.add_finding(&run_id, Utc::now(), mode.as_str(), f)?;
+            round.store.add_finding(&run_id, Utc::now(), mode.as_str(), f)?;
         }
         findings.extend(out);
     }
     let finished = Utc::now();
-    store.finish_run(&run_id, finished)?;
+    round.store.finish_run(&run_id, finished)?;
     info!(run_id = %run_id, findings = findings.len(), "run finished");
     Ok(Report {
         run_id,
@@ -203,112 +187,145 @@ pub async fn run_once<A: Actuator>(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_chaos<A: Actuator>(
-    policy: &LoadedPolicy,
-    opts: &RunOptions,
-    ctx: &RunContext<'_, A>,
-    store: &mut Store,
-    run_id: &str,
+/// One run's shared state, handed to each monkey's round.
+struct Round<'a, 'c, A: Actuator> {
+    policy: &'a LoadedPolicy,
+    opts: &'a RunOptions,
+    ctx: &'a RunContext<'c, A>,
+    store: &'a mut Store,
+    run_id: String,
     mode: Mode,
-    rng: &mut ChaCha8Rng,
     now: DateTime<Utc>,
-    out: &mut Vec<Finding>,
-) -> Result<(), RunError> {
-    let m = MonkeyName::Chaos;
-    let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
-    let Some(cfg) = policy.policy.monkeys.chaos.as_ref() else {
-        out.push(skip(
-            "monkey `chaos` is not configured in the policy".into(),
-        ));
-        return Ok(());
-    };
-    if let Some(why) = run_guard(policy, m, opts, now) {
-        out.push(skip(why));
-        return Ok(());
-    }
-    let inventory = match &ctx.inventory {
-        Ok(inv) => inv,
-        Err(e) => {
-            out.push(Finding::run_level(
-                m,
-                Outcome::Failed,
-                Severity::Critical,
-                format!("cannot list instances: {e}"),
-            ));
+}
+
+impl<A: Actuator> Round<'_, '_, A> {
+    /// Chaos Monkey: guards, plan, then act on each kill decision.
+    async fn chaos(&mut self, rng: &mut ChaCha8Rng, out: &mut Vec<Finding>) -> Result<(), RunError> {
+        let (policy, opts, now) = (self.policy, self.opts, self.now);
+        let m = MonkeyName::Chaos;
+        let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
+        let Some(cfg) = policy.policy.monkeys.chaos.as_ref() else {
+            out.push(skip("monkey `chaos` is not configured in the policy".into()));
+            return Ok(());
+        };
+        if let Some(why) = run_guard(policy, m, opts, now) {
+            out.push(skip(why));
             return Ok(());
         }
-    };
-    let (excl, params) = match (exclusions(policy), chaos_params(policy, cfg, now)) {
-        (Ok(e), Ok(p)) => (e, p),
-        (Err(why), _) | (_, Err(why)) => {
-            out.push(Finding::run_level(
+        let inventory = match &self.ctx.inventory {
+            Ok(inv) => inv,
+            Err(e) => {
+                out.push(Finding::run_level(
+                    m,
+                    Outcome::Failed,
+                    Severity::Critical,
+                    format!("cannot list instances: {e}"),
+                ));
+                return Ok(());
+            }
+        };
+        let (excl, params) = match (exclusions(policy), chaos_params(policy, cfg, now)) {
+            (Ok(e), Ok(p)) => (e, p),
+            (Err(why), _) | (_, Err(why)) => {
+                out.push(Finding::run_level(m, Outcome::Failed, Severity::Critical, why));
+                return Ok(());
+            }
+        };
+        let part = chaos::partition(inventory, &|t| opt_in_for(policy, t), &excl);
+        for (inst, why) in &part.excluded {
+            out.push(Finding::about(
                 m,
-                Outcome::Failed,
-                Severity::Critical,
-                why,
+                Action::Terminate,
+                Outcome::Skipped,
+                Severity::Info,
+                inst,
+                why.clone(),
             ));
+        }
+        if part.eligible.is_empty() {
+            out.push(skip("no eligible instances: none carries the opt-in tag without an exclusion".into()));
             return Ok(());
         }
-    };
-    let part = chaos::partition(inventory, &|t| opt_in_for(policy, t), &excl);
-    for (inst, why) in &part.excluded {
-        out.push(Finding::about(
-            m,
-            Action::Terminate,
-            Outcome::Skipped,
-            Severity::Info,
-            inst,
-            why.clone(),
-        ));
-    }
-    if part.eligible.is_empty() {
-        out.push(skip(
-            "no eligible instances: none carries the opt-in tag without an exclusion".into(),
-        ));
-        return Ok(());
-    }
-    let history: BTreeMap<_, _> = store.last_live_kills()?;
-    let decisions = chaos::plan(&part.eligible, &history, &params, now, rng);
-    for d in decisions {
-        match d {
-            Decision::NotChosen {
-                group,
-                roll,
-                probability,
-            } => out.push(group_skip(
-                m,
-                &part.eligible,
-                &group,
-                format!(
-                    "group not chosen this run (roll {roll:.3} ≥ probability {probability:.3})"
-                ),
-            )),
-            Decision::TooRecent { group, last_kill } => out.push(group_skip(
-                m,
-                &part.eligible,
-                &group,
-                format!(
-                    "last live kill in this group was at {}, younger than min_time_between_kills",
-                    last_kill.with_timezone(&policy.tz).to_rfc3339()
-                ),
-            )),
-            Decision::LimitReached { group, limit } => out.push(group_skip(
-                m,
-                &part.eligible,
-                &group,
-                format!("max_kills_per_run ({limit}) reached"),
-            )),
-            Decision::Kill { victim, eligible } => {
-                let f = act(
-                    policy, opts, ctx, store, run_id, mode, &params, &victim, eligible,
-                )
-                .await?;
-                out.push(f);
+        let history: BTreeMap<_, _> = self.store.last_live_kills()?;
+        let decisions = chaos::plan(&part.eligible, &history, &params, now, rng);
+        for d in decisions {
+            let skipped = |group: &(String, String), why: String| group_skip(m, &part.eligible, group, why);
+            match d {
+                Decision::NotChosen { group, roll, probability } => out.push(skipped(
+                    &group,
+                    format!("group not chosen this run (roll {roll:.3} ≥ probability {probability:.3})"),
+                )),
+                Decision::TooRecent { group, last_kill } => out.push(skipped(
+                    &group,
+                    format!(
+                        "last live kill in this group was at {}, younger than min_time_between_kills",
+                        last_kill.with_timezone(&policy.tz).to_rfc3339()
+                    ),
+                )),
+                Decision::LimitReached { group, limit } => {
+                    out.push(skipped(&group, format!("max_kills_per_run ({limit}) reached")))
+                }
+                Decision::Kill { victim, eligible } => {
+                    out.push(self.terminate(&params, &victim, eligible).await?)
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Terminate one chosen victim: dry-run stops here; live re-checks guards, journals, acts.
+    async fn terminate(
+        &mut self,
+        params: &ChaosParams,
+        victim: &Instance,
+        eligible: usize,
+    ) -> Result<Finding, RunError> {
+        let m = MonkeyName::Chaos;
+        let about = |outcome, severity, msg: String| {
+            Finding::about(m, Action::Terminate, outcome, severity, victim, msg)
+        };
+        if self.mode == Mode::DryRun {
+            return Ok(about(
+                Outcome::Planned,
+                Severity::Info,
+                format!("would terminate (1 of {eligible} eligible in group); dry-run"),
+            ));
+        }
+        if let Err(why) = recheck(self.ctx.reload, m, self.opts, victim) {
+            warn!(instance = %victim.id, reason = %why, "guard refused action");
+            return Ok(about(Outcome::Skipped, Severity::Info, format!("guard re-check refused: {why}")));
+        }
+        let claim = self.store.claim_kill(&self.run_id, victim, Utc::now(), params.min_time_between_kills)?;
+        let kill_id = match claim {
+            Claim::Granted(id) => id,
+            Claim::TooRecent(last) => {
+                return Ok(about(
+                    Outcome::Skipped,
+                    Severity::Info,
+                    format!(
+                        "another run killed in this group at {}, younger than min_time_between_kills",
+                        last.with_timezone(&self.policy.tz).to_rfc3339()
+                    ),
+                ))
+            }
+        };
+        let result = self.ctx.actuator.terminate(victim).await;
+        self.store.finish_kill(kill_id, result.is_ok())?;
+        Ok(match result {
+            Ok(note) => {
+                info!(instance = %victim.id, group = %victim.group, "terminated instance");
+                about(
+                    Outcome::Done,
+                    Severity::Warning,
+                    format!("terminated (1 of {eligible} eligible in group): {note}"),
+                )
+            }
+            Err(e) => {
+                warn!(instance = %victim.id, error = %e, "terminate failed");
+                about(Outcome::Failed, Severity::Critical, format!("terminate failed: {e}"))
+            }
+        })
+    }
 }
 
 fn group_skip(
@@ -328,71 +345,4 @@ fn group_skip(
         severity: Severity::Info,
         message: format!("{why} ({} eligible)", eligible.get(key).map_or(0, Vec::len)),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn act<A: Actuator>(
-    _policy: &LoadedPolicy,
-    opts: &RunOptions,
-    ctx: &RunContext<'_, A>,
-    store: &mut Store,
-    run_id: &str,
-    mode: Mode,
-    params: &ChaosParams,
-    victim: &Instance,
-    eligible: usize,
-) -> Result<Finding, RunError> {
-    let m = MonkeyName::Chaos;
-    let about = |outcome, severity, msg: String| {
-        Finding::about(m, Action::Terminate, outcome, severity, victim, msg)
-    };
-    if mode == Mode::DryRun {
-        return Ok(about(
-            Outcome::Planned,
-            Severity::Info,
-            format!("would terminate (1 of {eligible} eligible in group); dry-run"),
-        ));
-    }
-    if let Err(why) = recheck(ctx.reload, m, opts, victim) {
-        warn!(instance = %victim.id, reason = %why, "guard refused action");
-        return Ok(about(
-            Outcome::Skipped,
-            Severity::Info,
-            format!("guard re-check refused: {why}"),
-        ));
-    }
-    let claim = store.claim_kill(run_id, victim, Utc::now(), params.min_time_between_kills)?;
-    let kill_id = match claim {
-        Claim::Granted(id) => id,
-        Claim::TooRecent(last) => {
-            return Ok(about(
-                Outcome::Skipped,
-                Severity::Info,
-                format!(
-                    "another run killed in this group at {}, younger than min_time_between_kills",
-                    last.to_rfc3339()
-                ),
-            ))
-        }
-    };
-    let result = ctx.actuator.terminate(victim).await;
-    store.finish_kill(kill_id, result.is_ok())?;
-    Ok(match result {
-        Ok(note) => {
-            info!(instance = %victim.id, group = %victim.group, "terminated instance");
-            about(
-                Outcome::Done,
-                Severity::Warning,
-                format!("terminated (1 of {eligible} eligible in group): {note}"),
-            )
-        }
-        Err(e) => {
-            warn!(instance = %victim.id, error = %e, "terminate failed");
-            about(
-                Outcome::Failed,
-                Severity::Critical,
-                format!("terminate failed: {e}"),
-            )
-        }
-    })
 }

@@ -110,35 +110,23 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 impl Store {
     /// Open (creating if needed) and migrate the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let wrap = |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let wrap = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // A missing folder gives SQLite's opaque "unable to open"; create it instead.
             let _ = std::fs::create_dir_all(dir);
         }
         let conn = Connection::open(path).map_err(wrap)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(wrap)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(wrap)?;
-        let mut store = Store {
-            conn,
-            path: path.to_path_buf(),
-        };
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
+        let mut store = Store { conn, path: path.to_path_buf() };
         store.migrate()?;
         Ok(store)
     }
 
     fn wrap(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        StoreError::Sqlite { path: self.path.clone(), source }
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
@@ -147,42 +135,24 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| StoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
         let found: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| StoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
         if found > known {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found,
-                known,
-            });
+            return Err(StoreError::TooNew { path: self.path.clone(), found, known });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             tx.execute_batch(sql)
                 .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
-                .map_err(|e| StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
         }
-        tx.commit().map_err(|e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })
+        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })
     }
 
     /// Schema version of the open file.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| self.wrap(e))
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.wrap(e))
     }
 
     /// Record the start of a run.
@@ -205,10 +175,7 @@ impl Store {
     /// Record the end of a run.
     pub fn finish_run(&self, run_id: &str, finished: DateTime<Utc>) -> Result<(), StoreError> {
         self.conn
-            .execute(
-                "UPDATE runs SET finished_ms = ?2 WHERE id = ?1",
-                params![run_id, ms(finished)],
-            )
+            .execute("UPDATE runs SET finished_ms = ?2 WHERE id = ?1", params![run_id, ms(finished)])
             .map(|_| ())
             .map_err(|e| self.wrap(e))
     }
@@ -252,12 +219,7 @@ impl Store {
             .prepare("SELECT target, grp, MAX(at_ms) FROM kills WHERE status IN ('pending','done') GROUP BY target, grp")
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                    from_ms(r.get(2)?),
-                ))
-            })
+            .query_map([], |r| Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?), from_ms(r.get(2)?))))
             .map_err(|e| self.wrap(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
     }
@@ -274,14 +236,8 @@ impl Store {
         min_between: Option<TimeDelta>,
     ) -> Result<Claim, StoreError> {
         let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(wrap)?;
+        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
         if let Some(min) = min_between {
             let last: Option<i64> = tx
                 .query_row(
@@ -349,42 +305,17 @@ impl Store {
             .map_err(|e| self.wrap(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (
-                run_id,
-                at,
-                mode,
-                monkey,
-                action,
-                outcome,
-                target,
-                instance,
-                group,
-                zone,
-                severity,
-                message,
-            ) = row.map_err(|e| self.wrap(e))?;
+            let (run_id, at, mode, monkey, action, outcome, target, instance, group, zone, severity, message) =
+                row.map_err(|e| self.wrap(e))?;
             // Rows from a newer simian with names this one does not know are skipped, not fatal.
-            let Some(finding) = decode(&monkey, &action, &outcome, &severity).map(
-                |(monkey, action, outcome, severity)| Finding {
-                    monkey,
-                    action,
-                    outcome,
-                    target,
-                    instance,
-                    group,
-                    zone,
-                    severity,
-                    message,
-                },
-            ) else {
+            let Some(finding) =
+                decode(&monkey, &action, &outcome, &severity).map(|(monkey, action, outcome, severity)| {
+                    Finding { monkey, action, outcome, target, instance, group, zone, severity, message }
+                })
+            else {
                 continue;
             };
-            out.push(HistoryEntry {
-                run_id,
-                at: from_ms(at),
-                mode,
-                finding,
-            });
+            out.push(HistoryEntry { run_id, at: from_ms(at), mode, finding });
         }
         Ok(out)
     }
@@ -397,17 +328,10 @@ fn decode(
     severity: &str,
 ) -> Option<(MonkeyName, Action, Outcome, Severity)> {
     let monkey = monkey.parse().ok()?;
-    let action = [Action::Terminate, Action::Run]
+    let action = [Action::Terminate, Action::Run].into_iter().find(|a| a.as_str() == action)?;
+    let outcome = [Outcome::Planned, Outcome::Done, Outcome::Failed, Outcome::Skipped]
         .into_iter()
-        .find(|a| a.as_str() == action)?;
-    let outcome = [
-        Outcome::Planned,
-        Outcome::Done,
-        Outcome::Failed,
-        Outcome::Skipped,
-    ]
-    .into_iter()
-    .find(|o| o.as_str() == outcome)?;
+        .find(|o| o.as_str() == outcome)?;
     let severity = [Severity::Info, Severity::Warning, Severity::Critical]
         .into_iter()
         .find(|s| s.as_str() == severity)?;
@@ -438,10 +362,7 @@ mod tests {
         drop(s);
         let s = Store::open(&p).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        let mode: String = s
-            .conn
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .unwrap();
+        let mode: String = s.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -449,15 +370,8 @@ mod tests {
     fn refuses_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.db");
-        Store::open(&p)
-            .unwrap()
-            .conn
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
-        assert!(matches!(
-            Store::open(&p),
-            Err(StoreError::TooNew { found: 99, .. })
-        ));
+        Store::open(&p).unwrap().conn.pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(Store::open(&p), Err(StoreError::TooNew { found: 99, .. })));
     }
 
     #[test]
@@ -470,19 +384,10 @@ mod tests {
         let Claim::Granted(id) = s.claim_kill("r1", &inst("web"), now, day).unwrap() else {
             panic!("first claim refused")
         };
-        assert!(matches!(
-            s.claim_kill("r1", &inst("web"), now, day).unwrap(),
-            Claim::TooRecent(_)
-        ));
-        assert!(matches!(
-            s.claim_kill("r1", &inst("api"), now, day).unwrap(),
-            Claim::Granted(_)
-        ));
+        assert!(matches!(s.claim_kill("r1", &inst("web"), now, day).unwrap(), Claim::TooRecent(_)));
+        assert!(matches!(s.claim_kill("r1", &inst("api"), now, day).unwrap(), Claim::Granted(_)));
         s.finish_kill(id, false).unwrap();
-        assert!(matches!(
-            s.claim_kill("r1", &inst("web"), now, day).unwrap(),
-            Claim::Granted(_)
-        ));
+        assert!(matches!(s.claim_kill("r1", &inst("web"), now, day).unwrap(), Claim::Granted(_)));
         assert_eq!(s.last_live_kills().unwrap().len(), 2);
     }
 
@@ -490,18 +395,14 @@ mod tests {
     fn concurrent_claims_grant_exactly_one() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.db");
-        Store::open(&p)
-            .unwrap()
-            .begin_run("r", 1, "live", Utc::now())
-            .unwrap();
+        Store::open(&p).unwrap().begin_run("r", 1, "live", Utc::now()).unwrap();
         let granted: usize = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..8)
                 .map(|_| {
                     sc.spawn(|| {
                         let mut s = Store::open(&p).unwrap();
                         matches!(
-                            s.claim_kill("r", &inst("web"), Utc::now(), Some(TimeDelta::hours(1)))
-                                .unwrap(),
+                            s.claim_kill("r", &inst("web"), Utc::now(), Some(TimeDelta::hours(1))).unwrap(),
                             Claim::Granted(_)
                         ) as usize
                     })
@@ -528,8 +429,7 @@ mod tests {
             "second",
         );
         s.add_finding("r", t0, "dry-run", &f1).unwrap();
-        s.add_finding("r", t0 + TimeDelta::seconds(1), "dry-run", &f2)
-            .unwrap();
+        s.add_finding("r", t0 + TimeDelta::seconds(1), "dry-run", &f2).unwrap();
         let h = s.history(t0 - TimeDelta::days(1)).unwrap();
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].finding, f2);

@@ -27,20 +27,13 @@ struct Host {
 }
 
 fn arb_host() -> impl Strategy<Value = Host> {
-    (0usize..4, any::<bool>(), any::<bool>()).prop_map(|(group, opted, exempt)| Host {
-        group,
-        opted,
-        exempt,
-    })
+    (0usize..4, any::<bool>(), any::<bool>()).prop_map(|(group, opted, exempt)| Host { group, opted, exempt })
 }
 
 const GROUPS: [&str; 4] = ["web", "api", "payments", "batch"];
 
 fn policy_text(hosts: &[Host], live: bool, p: f64, limit: Option<u32>) -> String {
-    let mut s = format!(
-        "version: 1\nmode: {}\n",
-        if live { "live" } else { "dry-run" }
-    );
+    let mut s = format!("version: 1\nmode: {}\n", if live { "live" } else { "dry-run" });
     s.push_str("exclude:\n  tags: { \"simian:exempt\": \"true\" }\n  groups: [\"pay*\"]\n");
     s.push_str("targets:\n  - name: lab\n    type: hosts\n    terminate: [\"true\"]\n    hosts:\n");
     for (i, h) in hosts.iter().enumerate() {
@@ -57,9 +50,7 @@ fn policy_text(hosts: &[Host], live: bool, p: f64, limit: Option<u32>) -> String
             tags.join(", ")
         ));
     }
-    s.push_str(&format!(
-        "monkeys:\n  chaos:\n    schedule: \"* * * * *\"\n    probability: {p}\n"
-    ));
+    s.push_str(&format!("monkeys:\n  chaos:\n    schedule: \"* * * * *\"\n    probability: {p}\n"));
     if let Some(l) = limit {
         s.push_str(&format!("    max_kills_per_run: {l}\n"));
     }

@@ -80,9 +80,7 @@ fn cells(f: &Finding) -> Vec<String> {
     ]
 }
 
-const HEADER: [&str; 8] = [
-    "MONKEY", "ACTION", "OUTCOME", "TARGET", "INSTANCE", "GROUP", "ZONE", "MESSAGE",
-];
+const HEADER: [&str; 8] = ["MONKEY", "ACTION", "OUTCOME", "TARGET", "INSTANCE", "GROUP", "ZONE", "MESSAGE"];
 
 /// The report as a table with a summary line.
 pub fn render_report(r: &Report, color: bool) -> String {
@@ -160,12 +158,7 @@ mod tests {
                     &inst,
                     "terminated",
                 ),
-                Finding::run_level(
-                    MonkeyName::Chaos,
-                    Outcome::Skipped,
-                    Severity::Info,
-                    "kill switch",
-                ),
+                Finding::run_level(MonkeyName::Chaos, Outcome::Skipped, Severity::Info, "kill switch"),
             ],
         }
     }
@@ -189,21 +182,12 @@ mod tests {
     #[test]
     fn json_has_contract_fields() {
         let v = serde_json::to_value(report()).unwrap();
-        for k in [
-            "run_id",
-            "mode",
-            "seed",
-            "started_at",
-            "finished_at",
-            "findings",
-        ] {
+        for k in ["run_id", "mode", "seed", "started_at", "finished_at", "findings"] {
             assert!(v.get(k).is_some(), "{k}");
         }
         let f = &v["findings"][0];
-        for k in [
-            "monkey", "action", "outcome", "target", "instance", "group", "zone", "severity",
-            "message",
-        ] {
+        for k in ["monkey", "action", "outcome", "target", "instance", "group", "zone", "severity", "message"]
+        {
             assert!(f.get(k).is_some(), "{k}");
         }
         assert_eq!(f["monkey"], "chaos");

@@ -138,9 +138,7 @@ pub fn display_argv(argv: &[String]) -> String {
         if i > 0 {
             out.push(' ');
         }
-        let plain = !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_alphanumeric() || "-_./:=@,+%^".contains(c));
+        let plain = !a.is_empty() && a.chars().all(|c| c.is_alphanumeric() || "-_./:=@,+%^".contains(c));
         if plain {
             out.push_str(a);
         } else {
@@ -195,9 +193,7 @@ impl Executor {
     pub fn from_config(config: &ExecutorConfig) -> Self {
         match config {
             ExecutorConfig::Local => Executor::Local,
-            ExecutorConfig::Wrap { argv } => Executor::Wrap {
-                prefix: argv.clone(),
-            },
+            ExecutorConfig::Wrap { argv } => Executor::Wrap { prefix: argv.clone() },
         }
     }
 
@@ -238,42 +234,27 @@ pub async fn run_argv(argv: &[String], timeout: Duration) -> Result<Output, Exec
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| ExecError::Spawn {
-            program: program.clone(),
-            reason: reason(&e),
-            kind: e.kind(),
-        })?;
+        .map_err(|e| ExecError::Spawn { program: program.clone(), reason: reason(&e), kind: e.kind() })?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let finished = tokio::time::timeout(timeout, async {
-        tokio::join!(capture(stdout), capture(stderr), child.wait())
-    })
-    .await;
+    let finished =
+        tokio::time::timeout(timeout, async { tokio::join!(capture(stdout), capture(stderr), child.wait()) })
+            .await;
     let (out, err, status) = match finished {
         Ok(parts) => parts,
         Err(_elapsed) => {
             // SIGKILL and reap; if it already exited, there is nothing left to do.
             let _ = child.kill().await;
             debug!(argv = ?argv, timeout_ms = timeout.as_millis() as u64, "killed command after timeout");
-            return Err(ExecError::Timeout {
-                argv: display_argv(argv),
-                after: timeout,
-            });
+            return Err(ExecError::Timeout { argv: display_argv(argv), after: timeout });
         }
     };
-    let wait_err = |e: std::io::Error| ExecError::Wait {
-        argv: display_argv(argv),
-        reason: reason(&e),
-    };
+    let wait_err = |e: std::io::Error| ExecError::Wait { argv: display_argv(argv), reason: reason(&e) };
     let status = status.map_err(wait_err)?;
     let stdout = String::from_utf8_lossy(&out.map_err(wait_err)?).into_owned();
     let stderr = String::from_utf8_lossy(&err.map_err(wait_err)?).into_owned();
     match status.code() {
-        Some(0) => Ok(Output {
-            stdout,
-            stderr,
-            status: 0,
-        }),
+        Some(0) => Ok(Output { stdout, stderr, status: 0 }),
         code => Err(ExecError::Failed {
             argv: display_argv(argv),
             status: code,
@@ -297,10 +278,8 @@ mod tests {
 
     #[test]
     fn argv_display_quotes_only_when_needed() {
-        let argv: Vec<String> = ["kill", "-TERM", "1234", "a b", "it's", ""]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let argv: Vec<String> =
+            ["kill", "-TERM", "1234", "a b", "it's", ""].iter().map(|s| s.to_string()).collect();
         assert_eq!(display_argv(&argv), r#"kill -TERM 1234 'a b' 'it'\''s' ''"#);
     }
 

@@ -85,20 +85,12 @@ impl Hosts {
     /// view of it, so a stale or foreign `Instance` cannot steer the command.
     pub async fn terminate(&self, inst: &Instance) -> Result<String, ActionError> {
         let Some(template) = &self.terminate else {
-            return Err(ActionError(format!(
-                "target `{}` has no `terminate` command",
-                self.name
-            )));
+            return Err(ActionError(format!("target `{}` has no `terminate` command", self.name)));
         };
         let host = self.host(inst)?;
         let argv = template::render(template, host).map_err(|e| ActionError(e.to_string()))?;
-        let full = self
-            .executor
-            .command_line(host, &argv)
-            .map_err(|e| ActionError(e.to_string()))?;
-        self.run(host, &argv)
-            .await
-            .map_err(|e| ActionError(e.to_string()))?;
+        let full = self.executor.command_line(host, &argv).map_err(|e| ActionError(e.to_string()))?;
+        self.run(host, &argv).await.map_err(|e| ActionError(e.to_string()))?;
         info!(target_name = %self.name, instance = %host.id, group = %host.group, "terminated instance");
         Ok(format!("ran `{}`", display_argv(&full)))
     }

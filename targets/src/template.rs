@@ -19,9 +19,7 @@ pub enum TemplateError {
     #[error("{}", with_hint(.0))]
     Parse(ParseError),
     /// The instance lacks a value a placeholder needs.
-    #[error(
-        "instance `{instance}` has no {what}, which the command template uses as `{placeholder}`"
-    )]
+    #[error("instance `{instance}` has no {what}, which the command template uses as `{placeholder}`")]
     Missing {
         /// Id of the instance being rendered for.
         instance: String,
@@ -48,27 +46,16 @@ fn with_hint(e: &ParseError) -> String {
 
 /// The value `hole` takes for `inst`, or why there is none.
 fn value<'a>(hole: &Placeholder, inst: &'a Instance) -> Result<&'a str, TemplateError> {
-    let missing = |what: String| TemplateError::Missing {
-        instance: inst.id.clone(),
-        what,
-        placeholder: hole.clone(),
-    };
+    let missing =
+        |what: String| TemplateError::Missing { instance: inst.id.clone(), what, placeholder: hole.clone() };
     match hole {
         Placeholder::Id => Ok(&inst.id),
         Placeholder::Group => Ok(&inst.group),
-        Placeholder::Address => inst
-            .address
-            .as_deref()
-            .ok_or_else(|| missing("address".to_string())),
-        Placeholder::Zone => inst
-            .zone
-            .as_deref()
-            .ok_or_else(|| missing("zone".to_string())),
-        Placeholder::Tag(name) => inst
-            .tags
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| missing(format!("tag `{name}`"))),
+        Placeholder::Address => inst.address.as_deref().ok_or_else(|| missing("address".to_string())),
+        Placeholder::Zone => inst.zone.as_deref().ok_or_else(|| missing("zone".to_string())),
+        Placeholder::Tag(name) => {
+            inst.tags.get(name).map(String::as_str).ok_or_else(|| missing(format!("tag `{name}`")))
+        }
     }
 }
 
@@ -120,28 +107,11 @@ mod tests {
         let mut i = inst();
         i.zone = Some("a".into());
         let out = render(
-            &argv(&[
-                "ssh",
-                "root@{address}",
-                "{group}/{id}@{zone}",
-                "kill",
-                "{tag:pid}",
-                "plain",
-            ]),
+            &argv(&["ssh", "root@{address}", "{group}/{id}@{zone}", "kill", "{tag:pid}", "plain"]),
             &i,
         )
         .expect("renders");
-        assert_eq!(
-            out,
-            argv(&[
-                "ssh",
-                "root@10.0.0.7",
-                "web/web-1@a",
-                "kill",
-                "1234",
-                "plain"
-            ])
-        );
+        assert_eq!(out, argv(&["ssh", "root@10.0.0.7", "web/web-1@a", "kill", "1234", "plain"]));
     }
 
     #[test]
@@ -172,19 +142,13 @@ mod tests {
     fn empty_values_that_exist_are_kept() {
         let mut i = inst();
         i.tags.insert("empty".into(), String::new());
-        assert_eq!(
-            render(&argv(&["a{tag:empty}b"]), &i).expect("renders"),
-            argv(&["ab"])
-        );
+        assert_eq!(render(&argv(&["a{tag:empty}b"]), &i).expect("renders"), argv(&["ab"]));
     }
 
     #[test]
     fn malformed_templates_do_not_render() {
         for (t, want) in [
-            (
-                "{host}",
-                "unknown placeholder `{host}` in `{host}`; known placeholders: ",
-            ),
+            ("{host}", "unknown placeholder `{host}` in `{host}`; known placeholders: "),
             ("a{id", "unclosed `{` in `a{id`; known placeholders: "),
             ("a}b", "unmatched `}` in `a}b`; known placeholders: "),
         ] {
@@ -193,10 +157,7 @@ mod tests {
             assert!(err.to_string().starts_with(want), "{t}: {err}");
         }
         assert_eq!(render(&[], &inst()), Ok(vec![]));
-        assert_eq!(
-            check(&[]).map_err(TemplateError::from),
-            Err(TemplateError::Parse(ParseError::Empty))
-        );
+        assert_eq!(check(&[]).map_err(TemplateError::from), Err(TemplateError::Parse(ParseError::Empty)));
     }
 
     proptest! {

@@ -13,16 +13,7 @@ struct Sleepers(Vec<Child>);
 
 impl Sleepers {
     fn spawn(n: usize) -> Self {
-        Sleepers(
-            (0..n)
-                .map(|_| {
-                    Command::new("sleep")
-                        .arg("300")
-                        .spawn()
-                        .expect("spawn sleep")
-                })
-                .collect(),
-        )
+        Sleepers((0..n).map(|_| Command::new("sleep").arg("300").spawn().expect("spawn sleep")).collect())
     }
 
     /// Waits up to `bound` for child `i` to exit; true if it did.
@@ -55,11 +46,7 @@ fn s(items: &[&str]) -> Vec<String> {
     items.iter().map(|x| x.to_string()).collect()
 }
 
-fn lab(
-    children: &Sleepers,
-    terminate: Option<Vec<String>>,
-    executor: ExecutorConfig,
-) -> HostsTarget {
+fn lab(children: &Sleepers, terminate: Option<Vec<String>>, executor: ExecutorConfig) -> HostsTarget {
     HostsTarget {
         name: "lab".into(),
         executor,
@@ -96,11 +83,8 @@ fn instance(id: &str) -> Instance {
 async fn terminate_kills_exactly_the_chosen_process() {
     let mut kids = Sleepers::spawn(3);
     let pid1 = kids.0[1].id();
-    let hosts = Hosts::from_config(&lab(
-        &kids,
-        Some(s(&["kill", "-TERM", "{tag:pid}"])),
-        ExecutorConfig::Local,
-    ));
+    let hosts =
+        Hosts::from_config(&lab(&kids, Some(s(&["kill", "-TERM", "{tag:pid}"])), ExecutorConfig::Local));
     let inv = hosts.inventory();
     assert_eq!(inv.len(), 3);
     assert_eq!(inv[1].target, "lab");
@@ -108,14 +92,8 @@ async fn terminate_kills_exactly_the_chosen_process() {
 
     let msg = hosts.terminate(&inv[1]).await.expect("terminate");
     assert_eq!(msg, format!("ran `kill -TERM {pid1}`"));
-    assert!(
-        kids.exited_within(1, Duration::from_secs(5)),
-        "victim still running"
-    );
-    assert!(
-        kids.running(0) && kids.running(2),
-        "bystanders must survive"
-    );
+    assert!(kids.exited_within(1, Duration::from_secs(5)), "victim still running");
+    assert!(kids.running(0) && kids.running(2), "bystanders must survive");
 }
 
 #[tokio::test]
@@ -139,16 +117,12 @@ targets:
         kids.0[0].id(),
         kids.0[1].id()
     );
-    let loaded =
-        simian_config::load_str("policy.yaml", &yaml, std::path::Path::new("."), &|_| None)
-            .unwrap_or_else(|e| panic!("policy: {e:?}"));
+    let loaded = simian_config::load_str("policy.yaml", &yaml, std::path::Path::new("."), &|_| None)
+        .unwrap_or_else(|e| panic!("policy: {e:?}"));
     let policy: Policy = loaded.policy;
     let fleet = Fleet::from_policy(&policy);
     let inv = fleet.inventory().await.expect("inventory");
-    let keys: Vec<_> = inv
-        .iter()
-        .map(|i| (i.target.as_str(), i.id.as_str()))
-        .collect();
+    let keys: Vec<_> = inv.iter().map(|i| (i.target.as_str(), i.id.as_str())).collect();
     assert_eq!(keys, [("empty", "a"), ("lab", "proc-0"), ("lab", "proc-1")]);
     assert_eq!(fleet.target("lab").map(Target::name), Some("lab"));
     assert!(fleet.target("nope").is_none());
@@ -171,39 +145,25 @@ targets:
 #[tokio::test]
 async fn terminate_reports_a_missing_tag_without_running_anything() {
     let kids = Sleepers::spawn(1);
-    let hosts = Hosts::from_config(&lab(
-        &kids,
-        Some(s(&["kill", "{tag:nope}"])),
-        ExecutorConfig::Local,
-    ));
+    let hosts = Hosts::from_config(&lab(&kids, Some(s(&["kill", "{tag:nope}"])), ExecutorConfig::Local));
     let err = hosts.terminate(&hosts.inventory()[0]).await.unwrap_err();
     assert!(err.to_string().contains("has no tag `nope`"), "{err}");
 }
 
 #[tokio::test]
 async fn wrap_renders_its_prefix_for_the_instance() {
-    let exec = Executor::from_config(&ExecutorConfig::Wrap {
-        argv: s(&["env", "SIMIAN_WRAPPED={id}@{group}"]),
-    });
+    let exec =
+        Executor::from_config(&ExecutorConfig::Wrap { argv: s(&["env", "SIMIAN_WRAPPED={id}@{group}"]) });
     let inst = instance("web 1; $(rm -rf /)");
     let out = exec
-        .run(
-            &inst,
-            &s(&["sh", "-c", "printf '%s' \"$SIMIAN_WRAPPED\""]),
-            Duration::from_secs(5),
-        )
+        .run(&inst, &s(&["sh", "-c", "printf '%s' \"$SIMIAN_WRAPPED\""]), Duration::from_secs(5))
         .await
         .expect("runs");
     assert_eq!(out.stdout, "web 1; $(rm -rf /)@g");
     assert_eq!(out.status, 0);
 
-    let exec = Executor::from_config(&ExecutorConfig::Wrap {
-        argv: s(&["env", "Z={zone}"]),
-    });
-    let err = exec
-        .run(&inst, &s(&["true"]), Duration::from_secs(5))
-        .await
-        .unwrap_err();
+    let exec = Executor::from_config(&ExecutorConfig::Wrap { argv: s(&["env", "Z={zone}"]) });
+    let err = exec.run(&inst, &s(&["true"]), Duration::from_secs(5)).await.unwrap_err();
     assert!(matches!(err, ExecError::Prefix(_)), "{err:?}");
     assert!(err.to_string().contains("has no zone"), "{err}");
 }
@@ -216,50 +176,26 @@ async fn timeout_kills_the_command_fast() {
     let pidfile = dir.path().join("pid");
     let script = format!("echo $$ > '{}'; exec sleep 5", pidfile.display());
     let start = Instant::now();
-    let err = Executor::Local
-        .run(
-            &inst,
-            &s(&["sh", "-c", &script]),
-            Duration::from_millis(300),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        start.elapsed()
-    );
+    let err =
+        Executor::Local.run(&inst, &s(&["sh", "-c", &script]), Duration::from_millis(300)).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
     assert!(matches!(err, ExecError::Timeout { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .starts_with("timed out after 300ms running `sh -c"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("timed out after 300ms running `sh -c"), "{err}");
 
     let pid = std::fs::read_to_string(&pidfile).expect("pid file");
     let pid = pid.trim();
     assert!(!pid.is_empty());
     // Killed and reaped: no /proc entry (a zombie would still have one).
-    assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "process {pid} survived the timeout"
-    );
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} survived the timeout");
 
-    let err = Executor::Local
-        .run(&inst, &s(&["sleep", "5"]), Duration::from_millis(200))
-        .await
-        .unwrap_err();
+    let err = Executor::Local.run(&inst, &s(&["sleep", "5"]), Duration::from_millis(200)).await.unwrap_err();
     assert_eq!(err.to_string(), "timed out after 200ms running `sleep 5`");
 }
 
 #[tokio::test]
 async fn non_zero_exit_carries_status_and_stderr() {
     let err = Executor::Local
-        .run(
-            &instance("x"),
-            &s(&["sh", "-c", "echo out; echo boom >&2; exit 3"]),
-            Duration::from_secs(5),
-        )
+        .run(&instance("x"), &s(&["sh", "-c", "echo out; echo boom >&2; exit 3"]), Duration::from_secs(5))
         .await
         .unwrap_err();
     match &err {
@@ -269,20 +205,13 @@ async fn non_zero_exit_carries_status_and_stderr() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(
-        err.to_string(),
-        "`sh -c 'echo out; echo boom >&2; exit 3'` exited with status 3: boom"
-    );
+    assert_eq!(err.to_string(), "`sh -c 'echo out; echo boom >&2; exit 3'` exited with status 3: boom");
 }
 
 #[tokio::test]
 async fn killed_by_signal_is_reported() {
     let err = Executor::Local
-        .run(
-            &instance("x"),
-            &s(&["sh", "-c", "kill -KILL $$"]),
-            Duration::from_secs(5),
-        )
+        .run(&instance("x"), &s(&["sh", "-c", "kill -KILL $$"]), Duration::from_secs(5))
         .await
         .unwrap_err();
     assert!(err.to_string().ends_with("was killed by signal 9"), "{err}");
@@ -293,57 +222,32 @@ async fn huge_stderr_is_truncated_in_the_message() {
     let err = Executor::Local
         .run(
             &instance("x"),
-            &s(&[
-                "sh",
-                "-c",
-                "head -c 100000 /dev/zero | tr '\\0' x >&2; exit 1",
-            ]),
+            &s(&["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x >&2; exit 1"]),
             Duration::from_secs(5),
         )
         .await
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.len() < 2300, "{} bytes", msg.len());
-    assert!(
-        msg.ends_with("(97952 more bytes)"),
-        "{}",
-        &msg[msg.len() - 40..]
-    );
+    assert!(msg.ends_with("(97952 more bytes)"), "{}", &msg[msg.len() - 40..]);
 }
 
 #[tokio::test]
 async fn missing_program_is_a_clear_error() {
     let err = Executor::Local
-        .run(
-            &instance("x"),
-            &s(&["simian-no-such-program", "arg"]),
-            Duration::from_secs(5),
-        )
+        .run(&instance("x"), &s(&["simian-no-such-program", "arg"]), Duration::from_secs(5))
         .await
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "cannot run `simian-no-such-program`: No such file or directory"
-    );
-    let err = Executor::Local
-        .run(&instance("x"), &[], Duration::from_secs(5))
-        .await
-        .unwrap_err();
+    assert_eq!(err.to_string(), "cannot run `simian-no-such-program`: No such file or directory");
+    let err = Executor::Local.run(&instance("x"), &[], Duration::from_secs(5)).await.unwrap_err();
     assert!(matches!(err, ExecError::Empty));
 }
 
 #[tokio::test]
 async fn output_is_captured() {
     let out = Executor::Local
-        .run(
-            &instance("x"),
-            &s(&["sh", "-c", "echo hi; echo warn >&2"]),
-            Duration::from_secs(5),
-        )
+        .run(&instance("x"), &s(&["sh", "-c", "echo hi; echo warn >&2"]), Duration::from_secs(5))
         .await
         .expect("runs");
-    assert_eq!(
-        (out.stdout.as_str(), out.stderr.as_str(), out.status),
-        ("hi\n", "warn\n", 0)
-    );
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.status), ("hi\n", "warn\n", 0));
 }
