@@ -21,16 +21,19 @@ pub use schema::*;
 pub enum MonkeyName {
     /// Chaos Monkey.
     Chaos,
+    /// Chaos Gorilla.
+    Gorilla,
 }
 
 impl MonkeyName {
     /// Every monkey, in report order.
-    pub const ALL: [MonkeyName; 1] = [MonkeyName::Chaos];
+    pub const ALL: [MonkeyName; 2] = [MonkeyName::Chaos, MonkeyName::Gorilla];
 
     /// The name used in policies, CLI flags and reports.
     pub fn as_str(self) -> &'static str {
         match self {
             MonkeyName::Chaos => "chaos",
+            MonkeyName::Gorilla => "gorilla",
         }
     }
 }

@@ -12,7 +12,7 @@ use chrono::{NaiveDate, NaiveTime, Weekday};
 
 use crate::cron5::Cron;
 use crate::locate::{key, path_string, Issue, Locator, Seg};
-use crate::schema::{HostsTarget, Policy, TargetConfig};
+use crate::schema::{AwsEc2Target, HostsTarget, Policy, TargetConfig};
 use crate::structural::{closest, deserialize_fixing, Ctx};
 use crate::yaml::{self, Value};
 use crate::MonkeyName;
@@ -96,7 +96,7 @@ pub struct LoadedPolicy {
 }
 
 /// The target `type`s a policy may use; the single list the error messages quote.
-const TARGET_TYPES: [&str; 1] = ["hosts"];
+const TARGET_TYPES: [&str; 2] = ["hosts", "aws_ec2"];
 
 /// Read and validate a policy file.
 ///
@@ -283,6 +283,7 @@ fn read_target(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<TargetCon
     };
     match kind.as_str() {
         "hosts" => deserialize_fixing::<HostsTarget>(&mut item, &base, ctx).map(TargetConfig::Hosts),
+        "aws_ec2" => deserialize_fixing::<AwsEc2Target>(&mut item, &base, ctx).map(TargetConfig::AwsEc2),
         other => {
             let mut issue = Issue::at(
                 type_path,

@@ -125,6 +125,8 @@ pub struct ExcludeConfig {
 pub enum TargetConfig {
     /// A static list of hosts in the policy.
     Hosts(HostsTarget),
+    /// EC2 instances found with DescribeInstances.
+    AwsEc2(AwsEc2Target),
 }
 
 impl TargetConfig {
@@ -132,12 +134,14 @@ impl TargetConfig {
     pub fn name(&self) -> &str {
         match self {
             TargetConfig::Hosts(h) => &h.name,
+            TargetConfig::AwsEc2(a) => &a.name,
         }
     }
     /// The opt-in rule in force for this target (its own, else the policy's).
     pub fn opt_in<'a>(&'a self, policy_default: &'a OptIn) -> &'a OptIn {
         match self {
             TargetConfig::Hosts(h) => h.opt_in.as_ref().unwrap_or(policy_default),
+            TargetConfig::AwsEc2(a) => a.opt_in.as_ref().unwrap_or(policy_default),
         }
     }
 }
@@ -154,6 +158,12 @@ pub struct HostsTarget {
     /// Argv template that terminates a host (`{id}`, `{address}`, `{group}`, `{zone}`, `{tag:NAME}`).
     #[serde(default)]
     pub terminate: Option<Vec<String>>,
+    /// Argv template that cuts a host off the network (Chaos Gorilla `action: isolate`).
+    #[serde(default)]
+    pub isolate: Option<Vec<String>>,
+    /// Argv template that undoes `isolate`.
+    #[serde(default)]
+    pub restore: Option<Vec<String>>,
     /// Per-command timeout; default 30s.
     #[serde(default)]
     pub timeout: Option<Duration>,
@@ -163,6 +173,46 @@ pub struct HostsTarget {
     /// The hosts.
     #[serde(default)]
     pub hosts: Vec<HostConfig>,
+}
+
+/// `type: aws_ec2` — running EC2 instances that carry the opt-in tag.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsEc2Target {
+    /// Unique target name.
+    pub name: String,
+    /// Regions to list and act in (at least one).
+    pub regions: Vec<String>,
+    /// Send EC2 calls here instead of AWS's endpoint (tests, VPC endpoints).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Named profile of the shared AWS config; default: the standard credential chain.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Tag whose value is the instance's group; default `aws:autoscaling:groupName`.
+    #[serde(default = "default_group_by")]
+    pub group_by: String,
+    /// Overrides the policy's opt-in tag for this target.
+    #[serde(default)]
+    pub opt_in: Option<OptIn>,
+    /// Name of the deny-all security group Chaos Gorilla swaps in; default `simian-isolation`.
+    #[serde(default = "default_isolation_group")]
+    pub isolation_group: String,
+    /// Instances per TerminateInstances call; default 100 (1..=1000).
+    #[serde(default = "default_terminate_batch")]
+    pub terminate_batch: u32,
+}
+
+fn default_group_by() -> String {
+    "aws:autoscaling:groupName".to_string()
+}
+
+fn default_isolation_group() -> String {
+    "simian-isolation".to_string()
+}
+
+fn default_terminate_batch() -> u32 {
+    100
 }
 
 /// One host of a `hosts` target.
@@ -204,6 +254,48 @@ pub struct MonkeysConfig {
     /// Chaos Monkey: terminate one random eligible instance per group.
     #[serde(default)]
     pub chaos: Option<ChaosConfig>,
+    /// Chaos Gorilla: take a whole availability zone down.
+    #[serde(default)]
+    pub gorilla: Option<GorillaConfig>,
+}
+
+/// What Chaos Gorilla does to the instances of the chosen zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GorillaAction {
+    /// Cut them off the network for `duration`, then restore (reversible).
+    #[default]
+    Isolate,
+    /// Terminate them.
+    Terminate,
+}
+
+/// `monkeys.gorilla`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GorillaConfig {
+    /// `false` turns this monkey off without deleting its settings.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Standard 5-field cron, read in the policy's timezone.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// `random` (default: among zones holding eligible instances) or a zone name.
+    #[serde(default = "random_zone")]
+    pub zone: String,
+    /// `isolate` (default) or `terminate`.
+    #[serde(default)]
+    pub action: GorillaAction,
+    /// How long an isolation lasts before it is restored; default 30m.
+    #[serde(default)]
+    pub duration: Option<Duration>,
+    /// Allow taking a zone that holds every eligible instance of some group.
+    #[serde(default)]
+    pub allow_total_loss: bool,
+}
+
+fn random_zone() -> String {
+    "random".to_string()
 }
 
 /// `monkeys.chaos`.

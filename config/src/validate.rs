@@ -206,6 +206,7 @@ fn targets(targets: &[TargetConfig], issues: &mut Vec<Issue>) {
         }
         match t {
             TargetConfig::Hosts(h) => hosts_target(h, &base, issues),
+            TargetConfig::AwsEc2(_) => {}
         }
     }
 }
@@ -282,6 +283,7 @@ fn check_argv(argv: &[String], base: &[Seg], issues: &mut Vec<Issue>) {
 fn monkey_schedule(policy: &Policy, m: MonkeyName) -> Option<Option<&str>> {
     match m {
         MonkeyName::Chaos => policy.monkeys.chaos.as_ref().map(|c| c.schedule.as_deref()),
+        MonkeyName::Gorilla => policy.monkeys.gorilla.as_ref().map(|c| c.schedule.as_deref()),
     }
 }
 
@@ -314,6 +316,7 @@ fn monkeys(policy: &Policy, issues: &mut Vec<Issue>) -> BTreeMap<MonkeyName, Cro
                     chaos(c, &base, issues);
                 }
             }
+            MonkeyName::Gorilla => {}
         }
     }
     schedules

@@ -151,6 +151,7 @@ mod tests {
             address: None,
             group: group.into(),
             zone: Some("a".into()),
+            region: None,
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }

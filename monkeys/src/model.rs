@@ -20,6 +20,9 @@ pub struct Instance {
     pub group: String,
     /// Availability zone, if known.
     pub zone: Option<String>,
+    /// Cloud region, if any.
+    #[serde(default)]
+    pub region: Option<String>,
     /// Tags, including the opt-in tag.
     pub tags: BTreeMap<String, String>,
 }
@@ -30,6 +33,10 @@ pub struct Instance {
 pub enum Action {
     /// Terminate an instance.
     Terminate,
+    /// Cut an instance off the network (reversible).
+    Isolate,
+    /// Undo an isolation.
+    Restore,
     /// The run as a whole (used by run-level refusals such as the kill switch).
     Run,
 }
@@ -39,6 +46,8 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Terminate => "terminate",
+            Action::Isolate => "isolate",
+            Action::Restore => "restore",
             Action::Run => "run",
         }
     }
@@ -199,8 +208,43 @@ impl Report {
 #[error("{0}")]
 pub struct ActionError(pub String);
 
+/// What it takes to undo a reversible fault; journaled (as JSON) *before* the fault is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Undo {
+    /// EC2 isolation: put these security groups back on the instance.
+    Ec2Groups {
+        /// Region of the instance.
+        region: String,
+        /// The instance.
+        instance_id: String,
+        /// Its security groups before isolation, in order.
+        groups: Vec<String>,
+        /// The deny-all group that replaced them.
+        isolation_group: String,
+    },
+    /// hosts isolation: run the target's `restore` template for this instance.
+    HostsCommand {
+        /// The instance as it was when isolated (the template's values).
+        instance: Instance,
+    },
+}
+
 /// The port through which monkeys change the world; targets implement it.
 pub trait Actuator: Sync {
     /// Terminate `inst`; on success a short note of what was run.
     fn terminate(&self, inst: &Instance) -> impl Future<Output = Result<String, ActionError>> + Send;
+
+    /// Terminate several instances (batched where the target can); one result per instance, in order.
+    fn terminate_many(&self, insts: &[Instance]) -> impl Future<Output = Vec<Result<String, ActionError>>> + Send;
+
+    /// Everything needed to undo an isolation of `inst`, read before anything changes on it.
+    /// May create the (empty, deny-all) isolation group; never touches the instance.
+    fn prepare_isolation(&self, inst: &Instance) -> impl Future<Output = Result<Undo, ActionError>> + Send;
+
+    /// Cut `inst` off the network, as described by `undo`.
+    fn isolate(&self, inst: &Instance, undo: &Undo) -> impl Future<Output = Result<String, ActionError>> + Send;
+
+    /// Undo an isolation of an instance of target `target`; safe to repeat.
+    fn restore(&self, target: &str, undo: &Undo) -> impl Future<Output = Result<String, ActionError>> + Send;
 }

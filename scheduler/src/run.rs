@@ -67,6 +67,7 @@ fn run_guard(
     }
     let monkey_enabled = match monkey {
         MonkeyName::Chaos => policy.policy.monkeys.chaos.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::Gorilla => policy.policy.monkeys.gorilla.as_ref().is_some_and(|c| c.enabled),
     };
     if !monkey_enabled {
         return Some(format!("monkey `{monkey}` is not enabled in the policy"));
@@ -168,6 +169,7 @@ pub async fn run_once<A: Actuator>(
         let mut out = Vec::new();
         match monkey {
             MonkeyName::Chaos => round.chaos(&mut rng, &mut out).await?,
+            MonkeyName::Gorilla => {}
         }
         for f in &out {
             round.store.add_finding(&run_id, Utc::now(), mode.as_str(), f)?;

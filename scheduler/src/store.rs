@@ -349,6 +349,7 @@ mod tests {
             address: None,
             group: group.into(),
             zone: None,
+            region: None,
             tags: Default::default(),
         }
     }

@@ -140,6 +140,7 @@ mod tests {
             address: None,
             group: "web".into(),
             zone: Some("a".into()),
+            region: None,
             tags: Default::default(),
         };
         let t = DateTime::parse_from_rfc3339("2026-03-09T10:00:00-07:00").unwrap();

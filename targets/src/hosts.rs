@@ -34,6 +34,7 @@ impl Hosts {
                 address: h.address.clone(),
                 group: h.group.clone(),
                 zone: h.zone.clone(),
+                region: None,
                 tags: h.tags.clone(),
             })
             .collect();

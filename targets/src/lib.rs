@@ -10,7 +10,7 @@ pub mod hosts;
 pub mod template;
 
 use simian_config::{Policy, TargetConfig};
-use simian_monkeys::{ActionError, Actuator, Instance};
+use simian_monkeys::{ActionError, Actuator, Instance, Undo};
 
 pub use exec::{display_argv, ExecError, Executor, Output};
 pub use hosts::Hosts;
@@ -41,6 +41,7 @@ impl Target {
     pub fn from_config(config: &TargetConfig) -> Self {
         match config {
             TargetConfig::Hosts(h) => Target::Hosts(Hosts::from_config(h)),
+            TargetConfig::AwsEc2(_) => todo!("aws_ec2 target"),
         }
     }
 
@@ -64,6 +65,28 @@ impl Actuator for Target {
         match self {
             Target::Hosts(h) => h.terminate(inst).await,
         }
+    }
+
+    async fn terminate_many(&self, insts: &[Instance]) -> Vec<Result<String, ActionError>> {
+        let mut out = Vec::with_capacity(insts.len());
+        for inst in insts {
+            out.push(self.terminate(inst).await);
+        }
+        out
+    }
+
+    async fn prepare_isolation(&self, inst: &Instance) -> Result<Undo, ActionError> {
+        match self {
+            Target::Hosts(_) => Ok(Undo::HostsCommand { instance: inst.clone() }),
+        }
+    }
+
+    async fn isolate(&self, _inst: &Instance, _undo: &Undo) -> Result<String, ActionError> {
+        Err(ActionError("isolate: not implemented yet".into()))
+    }
+
+    async fn restore(&self, _target: &str, _undo: &Undo) -> Result<String, ActionError> {
+        Err(ActionError("restore: not implemented yet".into()))
     }
 }
 
@@ -105,14 +128,35 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    fn route(&self, target: &str) -> Result<&Target, ActionError> {
+        self.target(target)
+            .ok_or_else(|| ActionError(format!("target `{target}` is not defined in the policy")))
+    }
+}
+
 impl Actuator for Fleet {
     async fn terminate(&self, inst: &Instance) -> Result<String, ActionError> {
-        match self.target(&inst.target) {
-            Some(target) => target.terminate(inst).await,
-            None => Err(ActionError(format!(
-                "instance `{}` belongs to target `{}`, which the policy does not define",
-                inst.id, inst.target
-            ))),
+        self.route(&inst.target)?.terminate(inst).await
+    }
+
+    async fn terminate_many(&self, insts: &[Instance]) -> Vec<Result<String, ActionError>> {
+        let mut out = Vec::with_capacity(insts.len());
+        for inst in insts {
+            out.push(self.terminate(inst).await);
         }
+        out
+    }
+
+    async fn prepare_isolation(&self, inst: &Instance) -> Result<Undo, ActionError> {
+        self.route(&inst.target)?.prepare_isolation(inst).await
+    }
+
+    async fn isolate(&self, inst: &Instance, undo: &Undo) -> Result<String, ActionError> {
+        self.route(&inst.target)?.isolate(inst, undo).await
+    }
+
+    async fn restore(&self, target: &str, undo: &Undo) -> Result<String, ActionError> {
+        self.route(target)?.restore(target, undo).await
     }
 }

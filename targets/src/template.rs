@@ -94,6 +94,7 @@ mod tests {
             address: Some("10.0.0.7".into()),
             group: "web".into(),
             zone: None,
+            region: None,
             tags: BTreeMap::from([("pid".to_string(), "1234".to_string())]),
         }
     }

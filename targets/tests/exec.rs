@@ -51,6 +51,8 @@ fn lab(children: &Sleepers, terminate: Option<Vec<String>>, executor: ExecutorCo
         name: "lab".into(),
         executor,
         terminate,
+        isolate: None,
+        restore: None,
         timeout: Some("5s".parse().expect("duration")),
         opt_in: None,
         hosts: children
@@ -75,6 +77,7 @@ fn instance(id: &str) -> Instance {
         address: None,
         group: "g".into(),
         zone: None,
+        region: None,
         tags: BTreeMap::new(),
     }
 }
