@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use simian_config::{LoadedPolicy, MonkeyName, PolicyErrors};
 use simian_scheduler::calendar::Calendar;
-use simian_scheduler::run::{run_once, RunContext, RunOptions};
+use simian_scheduler::run::{revert_all, run_once, RunContext, RunOptions};
 use simian_scheduler::store::Store;
 use simian_sinks::HistoryRow;
-use simian_targets::Fleet;
+use simian_targets::{Fleet, TargetError};
+use tokio_util::sync::CancellationToken;
 
 /// simian — a chaos-engineering agent fleet driven by a YAML policy.
 #[derive(Debug, Parser)]
@@ -37,6 +38,8 @@ pub enum Command {
     Plan(RunArgs),
     /// Past findings, newest first.
     History(HistoryArgs),
+    /// Restore every fault still active in the journal, now.
+    Revert(RevertArgs),
     /// Start a local fleet of processes and let Chaos Monkey loose on it.
     Demo(DemoArgs),
     /// A tiny HTTP instance for the demo fleet (internal).
@@ -102,6 +105,14 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RevertArgs {
+    #[command(flatten)]
+    pub policy: PolicyArg,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
 pub struct HistoryArgs {
     #[command(flatten)]
     pub policy: PolicyArg,
@@ -152,6 +163,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(a) => run(a, false).await,
         Command::Plan(a) => run(a, true).await,
         Command::History(a) => history(a),
+        Command::Revert(a) => revert(a).await,
         Command::Demo(a) => crate::demo::demo(a).await,
         Command::DemoInstance { id, address } => crate::demo::instance(&id, &address).await,
     }
@@ -216,15 +228,75 @@ fn schedule(a: ScheduleArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run one round against the policy's fleet and print the report; shared by `run`, `plan` and `demo`.
-pub async fn run_round(policy: &LoadedPolicy, opts: &RunOptions) -> Result<simian_monkeys::Report> {
-    let fleet = Fleet::from_policy(&policy.policy);
-    let inventory = fleet.inventory().await.map_err(|e| e.to_string());
+/// A token cancelled on SIGINT or SIGTERM, so a run stops acting and reverts its faults at once.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("signal received: stopping new actions and reverting active faults");
+        t.cancel();
+    });
+    token
+}
+
+/// The fleet, the policy re-reader and the store a round needs.
+struct Wiring {
+    fleet: Fleet,
+    store: Store,
+}
+
+impl Wiring {
+    fn new(policy: &LoadedPolicy) -> Result<Wiring> {
+        let fleet = Fleet::from_policy(&policy.policy);
+        let store = Store::open(&policy.store_path).context("cannot open the store")?;
+        Ok(Wiring { fleet, store })
+    }
+
+    async fn inventory(&self) -> Result<Result<Vec<simian_monkeys::Instance>, String>> {
+        match self.fleet.inventory().await {
+            Ok(inv) => Ok(Ok(inv)),
+            // Wrong credentials or endpoint: a configuration problem, reported once, exit 2.
+            Err(e @ (TargetError::Credentials { .. } | TargetError::Unreachable { .. })) => {
+                Err(anyhow::Error::new(BadInput(e.to_string())))
+            }
+            Err(e @ TargetError::Inventory { .. }) => Ok(Err(e.to_string())),
+        }
+    }
+}
+
+fn reloader(policy: &LoadedPolicy) -> impl Fn() -> Result<LoadedPolicy, String> + Sync {
     let path = policy.path.clone();
-    let reload = move || simian_config::load(&path).map_err(|e| e.to_string());
-    let mut store = Store::open(&policy.store_path).context("cannot open the store")?;
-    let ctx = RunContext { actuator: &fleet, inventory, reload: &reload };
-    Ok(run_once(policy, opts, ctx, &mut store).await?)
+    move || simian_config::load(&path).map_err(|e| e.to_string())
+}
+
+/// Run one round against the policy's fleet; shared by `run`, `plan` and `demo`.
+pub async fn run_round(policy: &LoadedPolicy, opts: &RunOptions) -> Result<simian_monkeys::Report> {
+    let mut w = Wiring::new(policy)?;
+    let inventory = w.inventory().await?;
+    let reload = reloader(policy);
+    let ctx = RunContext { actuator: &w.fleet, inventory, reload: &reload };
+    let mut report = run_once(policy, opts, ctx, &mut w.store).await?;
+    report.api_calls = w.fleet.api_calls();
+    Ok(report)
+}
+
+fn print_report(report: &simian_monkeys::Report, format: Format) -> Result<ExitCode> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        Format::Text => print!("{}", simian_sinks::render_report(report, colour())),
+    }
+    Ok(if report.any_failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 async fn run(a: RunArgs, force_dry: bool) -> Result<ExitCode> {
@@ -234,13 +306,22 @@ async fn run(a: RunArgs, force_dry: bool) -> Result<ExitCode> {
         dry_run: a.dry_run || force_dry,
         seed: a.seed,
         ignore_calendar: a.ignore_calendar,
+        shutdown: shutdown_on_signals(),
     };
     let report = run_round(&p, &opts).await?;
-    match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print!("{}", simian_sinks::render_report(&report, colour())),
-    }
-    Ok(if report.any_failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    print_report(&report, a.format)
+}
+
+async fn revert(a: RevertArgs) -> Result<ExitCode> {
+    let p = load_policy(&a.policy.policy)?;
+    let mut w = Wiring::new(&p)?;
+    let reload = reloader(&p);
+    // Reverting needs no inventory: the journal holds everything a restore needs.
+    let ctx = RunContext { actuator: &w.fleet, inventory: Ok(Vec::new()), reload: &reload };
+    let opts = RunOptions::default();
+    let mut report = revert_all(&p, &opts, ctx, &mut w.store).await?;
+    report.api_calls = w.fleet.api_calls();
+    print_report(&report, a.format)
 }
 
 /// History rows for the policy's store since `since` ago.

@@ -143,7 +143,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     println!("\npolicy: {}\n", policy_path.display());
 
     let policy = cli::load_policy(&policy_path)?;
-    let opts = RunOptions { seed: args.seed, ..Default::default() };
+    let opts = RunOptions { seed: args.seed, shutdown: cli::shutdown_on_signals(), ..Default::default() };
     let report = cli::run_round(&policy, &opts).await?;
     println!("Chaos Monkey, live:");
     print!("{}", simian_sinks::render_report(&report, false));

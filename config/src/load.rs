@@ -194,7 +194,9 @@ fn load_inner(
     let mut root = Value::Mapping(top);
     let policy = deserialize_fixing::<Policy>(&mut root, &[], &mut ctx);
     let mut target_list = Vec::new();
+    let mut written_targets = 0;
     if let Some(Value::Sequence(items)) = targets {
+        written_targets = items.len();
         for item in items {
             let cur = target_list.len();
             match read_target(item, cur, &mut ctx) {
@@ -205,8 +207,9 @@ fn load_inner(
     }
     let mut issues = std::mem::take(&mut ctx.issues);
     let resolved = policy.map(|mut p| {
+        let all_targets = target_list.len() == written_targets;
         p.targets = target_list;
-        let (resolved, semantic) = crate::validate::validate(&p, base_dir);
+        let (resolved, semantic) = crate::validate::validate(&p, base_dir, all_targets);
         issues.extend(semantic.into_iter().map(|mut i| {
             i.segs = locator.translate(&i.segs);
             i
@@ -226,6 +229,10 @@ fn load_inner(
         } else {
             locator.value_loc(&issue.segs)
         };
+        // A problem with a default the user did not write (`action: isolate`) points at the nearest key written.
+        let at = at.or_else(|| {
+            (1..issue.segs.len()).rev().find_map(|n| locator.key_loc(issue.segs.get(..n).unwrap_or_default()))
+        });
         errors.push(error(at, p, issue.message, issue.hint));
     }
     errors.sort_by(|a, b| {

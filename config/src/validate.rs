@@ -11,7 +11,10 @@ use chrono::{NaiveDate, NaiveTime, Weekday};
 use crate::cron5::Cron;
 use crate::load::CalendarSpec;
 use crate::locate::{key, Issue, Seg};
-use crate::schema::{CalendarConfig, ChaosConfig, ExecutorConfig, HostsTarget, Policy, TargetConfig};
+use crate::schema::{
+    AwsEc2Target, CalendarConfig, ChaosConfig, ExecutorConfig, GorillaAction, GorillaConfig, HostsTarget,
+    Policy, TargetConfig,
+};
 use crate::structural::closest;
 use crate::template;
 use crate::MonkeyName;
@@ -32,7 +35,11 @@ pub(crate) struct Resolved {
 }
 
 /// Checks `policy` and resolves its paths against `base_dir`; returns every problem found.
-pub(crate) fn validate(policy: &Policy, base_dir: &Path) -> (Resolved, Vec<Issue>) {
+///
+/// `all_targets` is false when some written target could not be read at all (and is missing from `policy`):
+/// checks about what the fleet as a whole can do are skipped then, since the missing target may be the one
+/// that could.
+pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (Resolved, Vec<Issue>) {
     let mut issues = Vec::new();
     if policy.version != 1 {
         issues.push(
@@ -65,7 +72,7 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path) -> (Resolved, Vec<Issue
         }
     }
     targets(&policy.targets, &mut issues);
-    let schedules = monkeys(policy, &mut issues);
+    let schedules = monkeys(policy, all_targets, &mut issues);
     let resolved = Resolved { tz, store_path, kill_switch, calendar, schedules };
     (resolved, issues)
 }
@@ -206,9 +213,22 @@ fn targets(targets: &[TargetConfig], issues: &mut Vec<Issue>) {
         }
         match t {
             TargetConfig::Hosts(h) => hosts_target(h, &base, issues),
-            TargetConfig::AwsEc2(_) => {}
+            TargetConfig::AwsEc2(a) => aws_target(a, &base, issues),
         }
     }
+}
+
+/// One argv template of a hosts target (`terminate`, `isolate`, `restore`): not empty, placeholders known.
+fn command(argv: &[String], field: &str, example: &str, base: &[Seg], issues: &mut Vec<Issue>) {
+    let mut p = base.to_vec();
+    p.push(key(field));
+    if argv.is_empty() {
+        issues.push(
+            Issue::at(p.clone(), format!("the {field} command is empty"))
+                .hint(format!("give an argv list, e.g. {example}")),
+        );
+    }
+    check_argv(argv, &p, issues);
 }
 
 fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
@@ -217,14 +237,34 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
         p.extend_from_slice(f);
         p
     };
-    if let Some(argv) = &h.terminate {
-        if argv.is_empty() {
-            issues.push(
-                Issue::at(at(&[key("terminate")]), "the terminate command is empty")
-                    .hint("give an argv list, e.g. [\"systemctl\", \"stop\", \"app@{id}\"]"),
-            );
+    let commands = [
+        ("terminate", &h.terminate, r#"["systemctl", "stop", "app@{id}"]"#),
+        ("isolate", &h.isolate, r#"["iptables", "-I", "INPUT", "-j", "DROP"]"#),
+        ("restore", &h.restore, r#"["iptables", "-D", "INPUT", "-j", "DROP"]"#),
+    ];
+    for (field, argv, example) in commands {
+        if let Some(argv) = argv {
+            command(argv, field, example, base, issues);
         }
-        check_argv(argv, &at(&[key("terminate")]), issues);
+    }
+    match (&h.isolate, &h.restore) {
+        (Some(_), None) => {
+            let mut issue = Issue::at(
+                at(&[key("isolate")]),
+                "`isolate` needs a matching `restore` so the fault can be undone",
+            )
+            .hint("add `restore: [...]`, an argv that reverses `isolate`");
+            issue.at_key = true;
+            issues.push(issue);
+        }
+        (None, Some(_)) => {
+            let mut issue =
+                Issue::at(at(&[key("restore")]), "`restore` without `isolate` has nothing to undo")
+                    .hint("add the `isolate` command it reverses, or remove `restore`");
+            issue.at_key = true;
+            issues.push(issue);
+        }
+        (Some(_), Some(_)) | (None, None) => {}
     }
     match &h.executor {
         ExecutorConfig::Local => {}
@@ -264,6 +304,146 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
     }
 }
 
+fn aws_target(a: &AwsEc2Target, base: &[Seg], issues: &mut Vec<Issue>) {
+    let at = |f: &[Seg]| {
+        let mut p = base.to_vec();
+        p.extend_from_slice(f);
+        p
+    };
+    if a.regions.is_empty() {
+        issues.push(
+            Issue::at(at(&[key("regions")]), "an aws_ec2 target needs at least one region")
+                .hint("e.g. `regions: [us-east-1]`"),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, r) in a.regions.iter().enumerate() {
+        let p = at(&[key("regions"), Seg::Index(i)]);
+        if !is_region(r) {
+            let fixed = r.trim().to_lowercase();
+            let hint = if is_region(&fixed) {
+                format!("region names are lowercase without spaces: `{fixed}`")
+            } else if let Some(region) =
+                fixed.strip_suffix(|c: char| c.is_ascii_lowercase()).filter(|r| is_region(r))
+            {
+                format!("`{fixed}` is an availability zone; its region is `{region}`")
+            } else {
+                "write a region code such as `us-east-1`, `eu-central-1` or `us-gov-west-1`".to_string()
+            };
+            issues.push(Issue::at(p, format!("`{r}` is not an AWS region")).hint(hint));
+        } else if !seen.insert(r.as_str()) {
+            issues.push(Issue::at(p, format!("duplicate region `{r}`")).hint("list each region once"));
+        }
+    }
+    if let Some(u) = &a.endpoint_url {
+        if let Err(why) = check_endpoint_url(u) {
+            issues.push(
+                Issue::at(at(&[key("endpoint_url")]), format!("invalid endpoint_url `{u}`: {why}")).hint(
+                    "e.g. `http://127.0.0.1:5000` for a local moto server; remove it to use AWS's endpoint",
+                ),
+            );
+        }
+    }
+    if a.profile.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        issues.push(Issue::at(at(&[key("profile")]), "the profile name must not be empty").hint(
+            "name a profile of the shared AWS config, or remove the key for the default credential chain",
+        ));
+    }
+    if a.group_by.trim().is_empty() {
+        issues.push(
+            Issue::at(at(&[key("group_by")]), "the group_by tag must not be empty")
+                .hint("the default, `aws:autoscaling:groupName`, groups instances by Auto Scaling group"),
+        );
+    }
+    if a.isolation_group.trim().is_empty() {
+        issues.push(
+            Issue::at(at(&[key("isolation_group")]), "the isolation security group name must not be empty")
+                .hint("the default is `simian-isolation`"),
+        );
+    }
+    if !(1..=1000).contains(&a.terminate_batch) {
+        issues.push(
+            Issue::at(
+                at(&[key("terminate_batch")]),
+                format!("terminate_batch {} is outside 1..=1000", a.terminate_batch),
+            )
+            .hint("one TerminateInstances call takes at most 1000 instances; the default is 100"),
+        );
+    }
+    if let Some(o) = &a.opt_in {
+        if o.tag.is_empty() {
+            issues.push(Issue::at(at(&[key("opt_in"), key("tag")]), "the opt-in tag must not be empty"));
+        }
+    }
+}
+
+/// An AWS region code: `^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$` (`us-east-1`, `us-gov-west-1`, `us-isob-east-1`).
+pub(crate) fn is_region(s: &str) -> bool {
+    let letters = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let partition = |p: &str| {
+        p == "gov" || p.strip_prefix("iso").is_some_and(|x| x.is_empty() || (x.len() == 1 && letters(x)))
+    };
+    let parts: Vec<&str> = s.split('-').collect();
+    let cc = |p: &str| p.len() == 2 && letters(p);
+    match parts.as_slice() {
+        [c, area, n] => cc(c) && letters(area) && digits(n),
+        [c, part, area, n] => cc(c) && partition(part) && letters(area) && digits(n),
+        _ => false,
+    }
+}
+
+/// An absolute `http://` or `https://` URL with a host (and maybe a port); `Err` says what is wrong.
+pub(crate) fn check_endpoint_url(u: &str) -> Result<(), String> {
+    if u.trim().is_empty() {
+        return Err("it is empty".to_string());
+    }
+    if u.chars().any(char::is_whitespace) {
+        return Err("a URL cannot contain whitespace".to_string());
+    }
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return Err("expected an absolute URL starting with `http://` or `https://`".to_string());
+    };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return Err(format!("unsupported scheme `{scheme}`; expected `http` or `https`"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("credentials do not belong in the URL; use `profile` or the credential chain".to_string());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((addr, tail)) if addr.parse::<std::net::Ipv6Addr>().is_ok() => match tail {
+                "" => (authority, None),
+                t => match t.strip_prefix(':') {
+                    Some(p) => (authority, Some(p)),
+                    None => return Err(format!("unexpected `{t}` after the IPv6 address")),
+                },
+            },
+            _ => return Err(format!("invalid IPv6 host `{authority}`")),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("it has no host".to_string());
+    }
+    let host_ok = host.starts_with('[')
+        || host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if !host_ok {
+        return Err(format!("invalid host `{host}`"));
+    }
+    if let Some(p) = port {
+        if !p.parse::<u16>().is_ok_and(|n| n > 0) {
+            return Err(format!("invalid port `{p}`; expected 1..=65535"));
+        }
+    }
+    Ok(())
+}
+
 /// Checks the placeholders of every element of an argv template.
 fn check_argv(argv: &[String], base: &[Seg], issues: &mut Vec<Issue>) {
     for (i, el) in argv.iter().enumerate() {
@@ -287,7 +467,7 @@ fn monkey_schedule(policy: &Policy, m: MonkeyName) -> Option<Option<&str>> {
     }
 }
 
-fn monkeys(policy: &Policy, issues: &mut Vec<Issue>) -> BTreeMap<MonkeyName, Cron> {
+fn monkeys(policy: &Policy, all_targets: bool, issues: &mut Vec<Issue>) -> BTreeMap<MonkeyName, Cron> {
     let mut schedules = BTreeMap::new();
     for m in MonkeyName::ALL {
         let base = vec![key("monkeys"), key(m.as_str())];
@@ -316,10 +496,64 @@ fn monkeys(policy: &Policy, issues: &mut Vec<Issue>) -> BTreeMap<MonkeyName, Cro
                     chaos(c, &base, issues);
                 }
             }
-            MonkeyName::Gorilla => {}
+            MonkeyName::Gorilla => {
+                if let Some(g) = &policy.monkeys.gorilla {
+                    gorilla(g, &policy.targets, all_targets, &base, issues);
+                }
+            }
         }
     }
     schedules
+}
+
+fn gorilla(
+    g: &GorillaConfig,
+    targets: &[TargetConfig],
+    all_targets: bool,
+    base: &[Seg],
+    issues: &mut Vec<Issue>,
+) {
+    let at = |f: &str| {
+        let mut p = base.to_vec();
+        p.push(key(f));
+        p
+    };
+    if g.zone.trim().is_empty() {
+        issues.push(
+            Issue::at(at("zone"), "the zone must not be empty")
+                .hint("use `random` for a zone holding eligible instances, or name one, e.g. `us-east-1a`"),
+        );
+    }
+    match (g.action, g.duration) {
+        (GorillaAction::Terminate, Some(_)) => issues.push(
+            Issue::at(
+                at("duration"),
+                "`duration` applies to `action: isolate` only; terminated instances are not restored",
+            )
+            .hint("remove `duration`, or use `action: isolate`"),
+        ),
+        (GorillaAction::Isolate, Some(d)) if d.as_secs() == 0 => {
+            issues.push(Issue::at(at("duration"), "the isolation duration must be longer than 0s"))
+        }
+        (GorillaAction::Isolate, _) | (GorillaAction::Terminate, None) => {}
+    }
+    // Isolating needs a target that can isolate: aws_ec2 swaps security groups, hosts run `isolate`. A hosts
+    // target without the commands is reported when the gorilla acts on it; a fleet with none is an error now.
+    let can_isolate = |t: &TargetConfig| match t {
+        TargetConfig::AwsEc2(_) => true,
+        // A lone `isolate` or `restore` is reported on its own; do not pile on.
+        TargetConfig::Hosts(h) => h.isolate.is_some() || h.restore.is_some(),
+    };
+    let isolate = g.action == GorillaAction::Isolate;
+    if g.enabled && isolate && all_targets && !targets.is_empty() && !targets.iter().any(can_isolate) {
+        issues.push(
+            Issue::at(
+                at("action"),
+                "`action: isolate` needs a target that can isolate, and no target here can",
+            )
+            .hint("add `isolate`/`restore` to a hosts target, or use `action: terminate`"),
+        );
+    }
 }
 
 fn chaos(c: &ChaosConfig, base: &[Seg], issues: &mut Vec<Issue>) {
@@ -367,6 +601,61 @@ mod tests {
         assert_eq!(parse_hours("18:00-24:00"), Ok((t(18, 0), t(0, 0))));
         for bad in ["9-17", "24:00-01:00", "09:60-10:00", "0900-1000", "09:00", "09:00-10:00-11:00", ""] {
             assert_eq!(parse_hours(bad), Err(()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn regions() {
+        for ok in [
+            "us-east-1",
+            "eu-central-1",
+            "ap-southeast-2",
+            "us-gov-west-1",
+            "us-iso-east-1",
+            "us-isob-east-1",
+        ] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "us-east",
+            "us-east-1a",
+            "US-EAST-1",
+            "useast-1",
+            "usa-east-1",
+            "us-isoab-east-1",
+            "us-foo-east-1",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoint_urls() {
+        for ok in [
+            "http://127.0.0.1:5000",
+            "https://ec2.us-east-1.amazonaws.com",
+            "HTTP://localhost/",
+            "http://moto_server:5000/path?q=1",
+            "http://[::1]:5000",
+        ] {
+            assert_eq!(check_endpoint_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "127.0.0.1:5000",
+            "ftp://host",
+            "http://",
+            "http://:5000",
+            "http://host:0",
+            "http://host:x",
+            "http://a b",
+            "http://user:pw@host",
+            "http://[::1",
+            "http://[zz]:1",
+            "http://ho$t",
+        ] {
+            assert!(check_endpoint_url(bad).is_err(), "{bad}");
         }
     }
 

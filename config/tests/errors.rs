@@ -129,10 +129,9 @@ fn env_expansion_set_unset_and_default() {
     let p = try_load(ENV_POLICY, &all).expect("all variables set");
     assert_eq!(p.store_path, Path::new("/var/lib/simian/simian.db"));
     assert_eq!(p.kill_switch.as_deref(), Some(Path::new("/run/simian/stop")));
-    // A match, not a `let`, so this keeps compiling when more target types arrive.
-    #[allow(clippy::infallible_destructuring_match)]
     let t = match &p.policy.targets[0] {
         simian_config::TargetConfig::Hosts(h) => h,
+        other @ simian_config::TargetConfig::AwsEc2(_) => panic!("expected a hosts target, got {other:?}"),
     };
     assert_eq!(t.name, "staging");
     assert_eq!(
@@ -268,4 +267,111 @@ targets:
     executor: ssh
 "#;
     insta::assert_snapshot!("removed_items", errors(text, &[]));
+}
+
+const AWS_AND_HOSTS: &str = r#"version: 1
+targets:
+  - type: aws_ec2
+    name: fleet
+    regions: [us-east-1, US-East-1, us-east-1a, mars-1, us-gov-west-1, us-east-1]
+    endpoint_url: "localhost:5000"
+    profile: ""
+    group_by: ""
+    isolation_group: " "
+    terminate_batch: 0
+    opt_in: { tag: "", value: "true" }
+  - type: aws_ec2
+    name: fleet
+    regions: []
+    endpoint_url: "ftp://127.0.0.1:5000"
+    terminate_batch: 1001
+  - type: aws_ec2
+    name: local-moto
+    regions: [eu-west-1]
+    endpoint_url: "http://127.0.0.1:99999"
+  - type: aws_ec2
+    name: no-host
+    regions: [eu-west-1]
+    endpoint_url: "https:///path"
+  - type: aws_ec2
+    name: no-regions
+    regionz: [eu-west-1]
+  - type: hosts
+    name: half-isolate
+    isolate: ["iptables", "-I", "INPUT", "-s", "{adress}", "-j", "DROP"]
+    hosts: [{ id: a, group: web }]
+  - type: hosts
+    name: half-restore
+    restore: ["iptables", "-D", "INPUT", "-j", "DROP"]
+  - type: hosts
+    name: empty-commands
+    isolate: []
+    restore: ["unclosed-{id"]
+"#;
+
+#[test]
+fn aws_and_gorilla_errors() {
+    let gorilla = |monkey: &str, targets: &str| {
+        format!(
+            "version: 1\ntargets:\n{targets}monkeys:\n  gorilla:\n    schedule: \"0 10 * * tue\"\n{monkey}"
+        )
+    };
+    let plain_hosts =
+        "  - { type: hosts, name: a, terminate: [kill, \"{tag:pid}\"] }\n  - { type: hosts, name: b }\n";
+    let isolating_hosts =
+        "  - { type: hosts, name: c, isolate: [drop, \"{id}\"], restore: [undrop, \"{id}\"] }\n";
+    let aws = "  - { type: aws_ec2, name: e, regions: [us-east-1] }\n";
+    let cases = [
+        ("aws_ec2 and hosts targets", AWS_AND_HOSTS.to_string()),
+        (
+            "gorilla: terminate with a duration, empty zone",
+            gorilla("    zone: \"\"\n    action: terminate\n    duration: 30m\n", plain_hosts),
+        ),
+        ("gorilla: zero duration", gorilla("    action: isolate\n    duration: 0s\n", isolating_hosts)),
+        ("gorilla: unknown action", gorilla("    action: terminat\n", aws)),
+        ("gorilla: no target can isolate", gorilla("    action: isolate\n    duration: 30m\n", plain_hosts)),
+        ("gorilla: isolate by default, no target can", gorilla("    zone: random\n", plain_hosts)),
+        ("gorilla: one hosts target can isolate", gorilla("", &format!("{plain_hosts}{isolating_hosts}"))),
+        ("gorilla: an aws_ec2 target can isolate", gorilla("", &format!("{plain_hosts}{aws}"))),
+        ("gorilla: terminate needs no isolate", gorilla("    action: terminate\n", plain_hosts)),
+        ("gorilla: disabled", gorilla("    enabled: false\n", plain_hosts)),
+        ("gorilla: no targets", gorilla("", "  []\n")),
+        (
+            "gorilla: an unreadable target might have isolated",
+            gorilla("", &format!("{plain_hosts}  - {{ type: aws_ec3, name: e }}\n")),
+        ),
+    ];
+    let out: Vec<String> =
+        cases.iter().map(|(label, text)| format!("# {label}\n{}", errors(text, &[]))).collect();
+    insta::assert_snapshot!("aws_and_gorilla_errors", out.join("\n\n"));
+}
+
+#[test]
+fn aws_target_defaults_and_gorilla_settings() {
+    let text = r#"version: 1
+targets:
+  - type: aws_ec2
+    name: staging
+    regions: [us-east-1, eu-central-1, us-isob-east-1]
+    endpoint_url: "http://127.0.0.1:5000"
+monkeys:
+  gorilla:
+    schedule: "0 10 * * tue"
+    duration: 45m
+"#;
+    let p = try_load(text, &[]).expect("valid");
+    let a = match &p.policy.targets[0] {
+        simian_config::TargetConfig::AwsEc2(a) => a,
+        other @ simian_config::TargetConfig::Hosts(_) => panic!("expected an aws_ec2 target, got {other:?}"),
+    };
+    assert_eq!(a.group_by, "aws:autoscaling:groupName");
+    assert_eq!(a.isolation_group, "simian-isolation");
+    assert_eq!(a.terminate_batch, 100);
+    assert_eq!(a.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+    let g = p.policy.monkeys.gorilla.as_ref().expect("gorilla");
+    assert!(g.enabled && !g.allow_total_loss);
+    assert_eq!(g.zone, "random");
+    assert_eq!(g.action, simian_config::GorillaAction::Isolate);
+    assert_eq!(g.duration.map(|d| d.as_secs()), Some(45 * 60));
+    assert!(p.schedules.contains_key(&simian_config::MonkeyName::Gorilla));
 }

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 
-use crate::eligibility::{eligibility, Eligibility, Exclusions};
 use crate::model::Instance;
-use simian_config::OptIn;
 
 /// The knobs of one Chaos Monkey run, already resolved from the policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +18,7 @@ pub struct ChaosParams {
     pub max_kills_per_run: Option<u32>,
 }
 
-/// Key of a group: (target name, group name).
-pub type GroupKey = (String, String);
+pub use crate::eligibility::{partition, GroupKey, Partition};
 
 /// What Chaos Monkey decided for one group (or one non-eligible instance).
 #[derive(Debug, Clone, PartialEq)]
@@ -56,33 +53,6 @@ pub enum Decision {
         /// The limit.
         limit: u32,
     },
-}
-
-/// Which instances may be touched, and why the others may not.
-#[derive(Debug, Clone, Default)]
-pub struct Partition {
-    /// Eligible instances per group, each list sorted by id.
-    pub eligible: BTreeMap<GroupKey, Vec<Instance>>,
-    /// Opted-in instances that an exclusion protects, with the reason.
-    pub excluded: Vec<(Instance, String)>,
-}
-
-/// Split an inventory into eligible groups and excluded instances (non-opted-in ones are dropped).
-pub fn partition(inventory: &[Instance], opt_in_for: &dyn Fn(&str) -> OptIn, excl: &Exclusions) -> Partition {
-    let mut p = Partition::default();
-    for inst in inventory {
-        match eligibility(inst, &opt_in_for(&inst.target), excl) {
-            Eligibility::Eligible => {
-                p.eligible.entry((inst.target.clone(), inst.group.clone())).or_default().push(inst.clone())
-            }
-            Eligibility::Excluded(why) => p.excluded.push((inst.clone(), why)),
-            Eligibility::NotOptedIn => {}
-        }
-    }
-    for list in p.eligible.values_mut() {
-        list.sort_by(|a, b| a.id.cmp(&b.id));
-    }
-    p
 }
 
 /// Decide, group by group in a fixed order, whom to kill.
@@ -139,10 +109,11 @@ pub fn probability_from_mean(mtbk: TimeDelta, mean_gap: TimeDelta) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eligibility::Exclusions;
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
-    use simian_config::ExcludeConfig;
+    use simian_config::{ExcludeConfig, OptIn};
 
     fn inst(id: &str, group: &str, tags: &[(&str, &str)]) -> Instance {
         Instance {
@@ -226,6 +197,7 @@ mod tests {
                     address: None,
                     group: ["web", "api", "payments-1", "db", "batch", "payments"][g as usize].into(),
                     zone: Some(["a", "b", "c"][z as usize].into()),
+                    region: None,
                     tags,
                 }
             },

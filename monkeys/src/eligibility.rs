@@ -1,5 +1,7 @@
 //! Who may be touched: the opt-in tag must match and no exclusion may (exclusions win).
 
+use std::collections::BTreeMap;
+
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use simian_config::{ExcludeConfig, OptIn};
 
@@ -62,8 +64,42 @@ pub fn eligibility(inst: &Instance, opt_in: &OptIn, excl: &Exclusions) -> Eligib
     if inst.tags.get(&opt_in.tag) != Some(&opt_in.value) {
         return Eligibility::NotOptedIn;
     }
+    if inst.group.is_empty() {
+        // Monkeys reason per group; an instance in no group has nothing to fail over to.
+        return Eligibility::Excluded("not in any group (no group tag)".into());
+    }
     match excl.matching(inst) {
         Some(why) => Eligibility::Excluded(why),
         None => Eligibility::Eligible,
     }
+}
+
+/// Key of a group: (target name, group name).
+pub type GroupKey = (String, String);
+
+/// Which instances may be touched, and why the others may not.
+#[derive(Debug, Clone, Default)]
+pub struct Partition {
+    /// Eligible instances per group, each list sorted by id.
+    pub eligible: BTreeMap<GroupKey, Vec<Instance>>,
+    /// Opted-in instances that an exclusion protects, with the reason.
+    pub excluded: Vec<(Instance, String)>,
+}
+
+/// Split an inventory into eligible groups and excluded instances (non-opted-in ones are dropped).
+pub fn partition(inventory: &[Instance], opt_in_for: &dyn Fn(&str) -> OptIn, excl: &Exclusions) -> Partition {
+    let mut p = Partition::default();
+    for inst in inventory {
+        match eligibility(inst, &opt_in_for(&inst.target), excl) {
+            Eligibility::Eligible => {
+                p.eligible.entry((inst.target.clone(), inst.group.clone())).or_default().push(inst.clone())
+            }
+            Eligibility::Excluded(why) => p.excluded.push((inst.clone(), why)),
+            Eligibility::NotOptedIn => {}
+        }
+    }
+    for list in p.eligible.values_mut() {
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    p
 }

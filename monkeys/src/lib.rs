@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod eligibility;
+pub mod gorilla;
 pub mod model;
 
 pub use model::*;

@@ -192,6 +192,9 @@ pub struct Report {
     pub started_at: DateTime<FixedOffset>,
     /// End, RFC 3339 in the policy's timezone.
     pub finished_at: DateTime<FixedOffset>,
+    /// Cloud API calls (HTTP attempts) the run made; 0 for targets without an API.
+    #[serde(default)]
+    pub api_calls: u64,
     /// Everything found and done.
     pub findings: Vec<Finding>,
 }
@@ -236,14 +239,21 @@ pub trait Actuator: Sync {
     fn terminate(&self, inst: &Instance) -> impl Future<Output = Result<String, ActionError>> + Send;
 
     /// Terminate several instances (batched where the target can); one result per instance, in order.
-    fn terminate_many(&self, insts: &[Instance]) -> impl Future<Output = Vec<Result<String, ActionError>>> + Send;
+    fn terminate_many(
+        &self,
+        insts: &[Instance],
+    ) -> impl Future<Output = Vec<Result<String, ActionError>>> + Send;
 
     /// Everything needed to undo an isolation of `inst`, read before anything changes on it.
     /// May create the (empty, deny-all) isolation group; never touches the instance.
     fn prepare_isolation(&self, inst: &Instance) -> impl Future<Output = Result<Undo, ActionError>> + Send;
 
     /// Cut `inst` off the network, as described by `undo`.
-    fn isolate(&self, inst: &Instance, undo: &Undo) -> impl Future<Output = Result<String, ActionError>> + Send;
+    fn isolate(
+        &self,
+        inst: &Instance,
+        undo: &Undo,
+    ) -> impl Future<Output = Result<String, ActionError>> + Send;
 
     /// Undo an isolation of an instance of target `target`; safe to repeat.
     fn restore(&self, target: &str, undo: &Undo) -> impl Future<Output = Result<String, ActionError>> + Send;

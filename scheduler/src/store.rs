@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use simian_monkeys::{Action, Finding, Instance, MonkeyName, Outcome, Severity};
+use simian_monkeys::{Action, Finding, Instance, MonkeyName, Outcome, Severity, Undo};
 
 /// Store failures; the path is always named.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,24 @@ const MIGRATIONS: &[&str] = &[
         status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed'))
      );
      CREATE INDEX kills_group ON kills(target, grp, at_ms);",
+    // 2: the fault journal — every reversible fault, written before it is applied.
+    "CREATE TABLE faults (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        monkey TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        grp TEXT,
+        zone TEXT,
+        undo TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('intent', 'active', 'reverted')),
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        reverted_ms INTEGER,
+        error TEXT
+     );
+     CREATE INDEX faults_open ON faults(state, expires_ms);",
 ];
 
 /// Result of asking to kill in a group.
@@ -78,6 +96,35 @@ pub enum Claim {
     Granted(i64),
     /// Another kill in the group (maybe by a concurrent run) is younger than the minimum.
     TooRecent(DateTime<Utc>),
+}
+
+/// A reversible fault from the journal that has not been reverted yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenFault {
+    /// Journal row id.
+    pub id: i64,
+    /// Run that applied it.
+    pub run_id: String,
+    /// Monkey that applied it.
+    pub monkey: MonkeyName,
+    /// Kind of fault, e.g. `isolate`.
+    pub kind: String,
+    /// Target of the instance.
+    pub target: String,
+    /// Instance id.
+    pub instance: String,
+    /// Group, if known.
+    pub group: Option<String>,
+    /// Zone, if known.
+    pub zone: Option<String>,
+    /// How to undo it.
+    pub undo: Undo,
+    /// `intent` (maybe applied, maybe not) or `active`.
+    pub state: String,
+    /// When it is due to be reverted.
+    pub expires: DateTime<Utc>,
+    /// Last revert error, if a revert failed before.
+    pub error: Option<String>,
 }
 
 /// A stored finding with its run context (the `history` contract).
@@ -275,6 +322,119 @@ impl Store {
             .map_err(|e| self.wrap(e))
     }
 
+    /// Journal a fault *before* applying it (state `intent`); returns its id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn journal_fault(
+        &self,
+        run_id: &str,
+        monkey: MonkeyName,
+        kind: &str,
+        inst: &Instance,
+        undo: &Undo,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let undo = serde_json::to_string(undo).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO faults (run_id, monkey, kind, target, instance, grp, zone, undo, state, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'intent', ?9, ?10)",
+                params![
+                    run_id,
+                    monkey.as_str(),
+                    kind,
+                    inst.target,
+                    inst.id,
+                    inst.group,
+                    inst.zone,
+                    undo,
+                    ms(now),
+                    ms(expires)
+                ],
+            )
+            .map_err(|e| self.wrap(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The fault is in place.
+    pub fn fault_applied(&self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE faults SET state = 'active' WHERE id = ?1 AND state = 'intent'", params![id])
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The fault was undone (or there is nothing left to undo).
+    pub fn fault_reverted(&self, id: i64, now: DateTime<Utc>, note: Option<&str>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE faults SET state = 'reverted', reverted_ms = ?2, error = ?3 WHERE id = ?1",
+                params![id, ms(now), note],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// A revert failed; the fault stays open so the next run or `simian revert` tries again.
+    pub fn fault_revert_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE faults SET error = ?2 WHERE id = ?1", params![id, error])
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Faults not yet reverted; with `expired_at`, only those due by then. Oldest first.
+    pub fn open_faults(&self, expired_at: Option<DateTime<Utc>>) -> Result<Vec<OpenFault>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, run_id, monkey, kind, target, instance, grp, zone, undo, state, expires_ms, error
+                 FROM faults WHERE state IN ('intent', 'active') AND expires_ms <= ?1 ORDER BY id",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let limit = expired_at.map(ms).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, i64>(10)?,
+                    r.get::<_, Option<String>>(11)?,
+                ))
+            })
+            .map_err(|e| self.wrap(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, run_id, monkey, kind, target, instance, group, zone, undo, state, expires, error) =
+                row.map_err(|e| self.wrap(e))?;
+            // A row this simian cannot read is left for the simian that wrote it, never guessed at.
+            let (Ok(monkey), Ok(undo)) = (monkey.parse(), serde_json::from_str(&undo)) else { continue };
+            out.push(OpenFault {
+                id,
+                run_id,
+                monkey,
+                kind,
+                target,
+                instance,
+                group,
+                zone,
+                undo,
+                state,
+                expires: from_ms(expires),
+                error,
+            });
+        }
+        Ok(out)
+    }
+
     /// Findings recorded at or after `since`, newest first.
     pub fn history(&self, since: DateTime<Utc>) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut stmt = self
@@ -328,7 +488,9 @@ fn decode(
     severity: &str,
 ) -> Option<(MonkeyName, Action, Outcome, Severity)> {
     let monkey = monkey.parse().ok()?;
-    let action = [Action::Terminate, Action::Run].into_iter().find(|a| a.as_str() == action)?;
+    let action = [Action::Terminate, Action::Isolate, Action::Restore, Action::Run]
+        .into_iter()
+        .find(|a| a.as_str() == action)?;
     let outcome = [Outcome::Planned, Outcome::Done, Outcome::Failed, Outcome::Skipped]
         .into_iter()
         .find(|o| o.as_str() == outcome)?;
@@ -412,6 +574,52 @@ mod tests {
             hs.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(granted, 1);
+    }
+
+    #[test]
+    fn fault_journal_tracks_intent_active_reverted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let now = Utc::now();
+        s.begin_run("r", 1, "live", now).unwrap();
+        let undo = Undo::HostsCommand { instance: inst("web") };
+        let a = s
+            .journal_fault(
+                "r",
+                MonkeyName::Gorilla,
+                "isolate",
+                &inst("web"),
+                &undo,
+                now,
+                now + TimeDelta::minutes(30),
+            )
+            .unwrap();
+        let b = s
+            .journal_fault(
+                "r",
+                MonkeyName::Gorilla,
+                "isolate",
+                &inst("api"),
+                &undo,
+                now,
+                now - TimeDelta::minutes(1),
+            )
+            .unwrap();
+        s.fault_applied(a).unwrap();
+        let all = s.open_faults(None).unwrap();
+        assert_eq!(
+            all.iter().map(|f| (f.id, f.state.as_str())).collect::<Vec<_>>(),
+            [(a, "active"), (b, "intent")]
+        );
+        assert_eq!(all[0].undo, undo);
+        let due = s.open_faults(Some(now)).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].id, b);
+        s.fault_revert_failed(b, "boom").unwrap();
+        assert_eq!(s.open_faults(Some(now)).unwrap()[0].error.as_deref(), Some("boom"));
+        s.fault_reverted(b, now, None).unwrap();
+        s.fault_reverted(a, now, None).unwrap();
+        assert!(s.open_faults(None).unwrap().is_empty());
     }
 
     #[test]

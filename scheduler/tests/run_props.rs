@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use proptest::prelude::*;
-use simian_monkeys::{ActionError, Actuator, Instance, Outcome};
+use simian_monkeys::{ActionError, Actuator, Instance, Outcome, Undo};
 use simian_scheduler::run::{run_once, RunContext, RunOptions};
 use simian_scheduler::store::Store;
 
@@ -15,6 +15,27 @@ struct Recorder {
 impl Actuator for Recorder {
     async fn terminate(&self, inst: &Instance) -> Result<String, ActionError> {
         self.calls.lock().unwrap().push(inst.clone());
+        Ok("recorded".into())
+    }
+
+    async fn terminate_many(&self, insts: &[Instance]) -> Vec<Result<String, ActionError>> {
+        self.calls.lock().unwrap().extend(insts.iter().cloned());
+        insts.iter().map(|_| Ok("recorded".into())).collect()
+    }
+
+    async fn prepare_isolation(&self, inst: &Instance) -> Result<Undo, ActionError> {
+        self.calls.lock().unwrap().push(inst.clone());
+        Ok(Undo::HostsCommand { instance: inst.clone() })
+    }
+
+    async fn isolate(&self, inst: &Instance, _undo: &Undo) -> Result<String, ActionError> {
+        self.calls.lock().unwrap().push(inst.clone());
+        Ok("recorded".into())
+    }
+
+    async fn restore(&self, _target: &str, undo: &Undo) -> Result<String, ActionError> {
+        let Undo::HostsCommand { instance } = undo else { return Err(ActionError("unexpected undo".into())) };
+        self.calls.lock().unwrap().push(instance.clone());
         Ok("recorded".into())
     }
 }

@@ -148,6 +148,7 @@ mod tests {
             run_id: "r1".into(),
             mode: "live".into(),
             seed: 42,
+            api_calls: 0,
             started_at: t,
             finished_at: t,
             findings: vec![
@@ -183,7 +184,7 @@ mod tests {
     #[test]
     fn json_has_contract_fields() {
         let v = serde_json::to_value(report()).unwrap();
-        for k in ["run_id", "mode", "seed", "started_at", "finished_at", "findings"] {
+        for k in ["run_id", "mode", "seed", "started_at", "finished_at", "api_calls", "findings"] {
             assert!(v.get(k).is_some(), "{k}");
         }
         let f = &v["findings"][0];

@@ -1,22 +1,27 @@
 //! simian-targets: adapters that list instances and carry actions out.
 //!
-//! [`Target`] is one configured source of instances (today: a static `hosts` list); [`Fleet`] is every target of
-//! a policy and routes each action to the target its instance came from. Both implement the monkeys'
-//! [`Actuator`] port. Commands are argv [`template`]s run by an [`exec::Executor`], never through a shell.
+//! [`Target`] is one configured source of instances (a static `hosts` list, or EC2 through [`aws_ec2`]); [`Fleet`]
+//! is every target of a policy and routes each action to the target its instance came from. Both implement the
+//! monkeys' [`Actuator`] port. Commands are argv [`template`]s run by an [`exec::Executor`], never through a shell.
 #![forbid(unsafe_code)]
 
+pub mod aws_ec2;
 pub mod exec;
 pub mod hosts;
 pub mod template;
 
-use simian_config::{Policy, TargetConfig};
+use simian_config::{OptIn, Policy, TargetConfig};
 use simian_monkeys::{ActionError, Actuator, Instance, Undo};
 
+pub use aws_ec2::Ec2Target;
 pub use exec::{display_argv, ExecError, Executor, Output};
 pub use hosts::Hosts;
 pub use template::{Placeholder, TemplateError};
 
 /// Why a target could not list its instances.
+///
+/// `Credentials` and `Unreachable` are configuration problems (the binary exits 2 on them); `Inventory` is any
+/// other failure of the listing call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     /// Listing the instances of a target failed.
@@ -27,6 +32,35 @@ pub enum TargetError {
         /// What went wrong.
         reason: String,
     },
+    /// No credentials could be found, or the cloud refused them.
+    #[error("target `{target}` has no usable AWS credentials: {reason}")]
+    Credentials {
+        /// The target's name.
+        target: String,
+        /// What went wrong (never the secret itself).
+        reason: String,
+    },
+    /// The API endpoint could not be reached (connection refused, timeout, DNS).
+    #[error("target `{target}` cannot reach {endpoint}: {reason}")]
+    Unreachable {
+        /// The target's name.
+        target: String,
+        /// The endpoint tried (the `endpoint_url`, else the region's default).
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl TargetError {
+    /// The name of the target that failed.
+    pub fn target(&self) -> &str {
+        match self {
+            TargetError::Inventory { target, .. }
+            | TargetError::Credentials { target, .. }
+            | TargetError::Unreachable { target, .. } => target,
+        }
+    }
 }
 
 /// One configured target at runtime.
@@ -34,14 +68,17 @@ pub enum TargetError {
 pub enum Target {
     /// A static list of hosts.
     Hosts(Hosts),
+    /// EC2 instances.
+    AwsEc2(Ec2Target),
 }
 
 impl Target {
-    /// Builds the runtime target from its configuration.
-    pub fn from_config(config: &TargetConfig) -> Self {
+    /// Builds the runtime target from its configuration; `policy_opt_in` is the policy's opt-in rule, used when
+    /// the target sets none (an EC2 target filters on it server-side). No I/O happens here.
+    pub fn from_config(config: &TargetConfig, policy_opt_in: &OptIn) -> Self {
         match config {
             TargetConfig::Hosts(h) => Target::Hosts(Hosts::from_config(h)),
-            TargetConfig::AwsEc2(_) => todo!("aws_ec2 target"),
+            TargetConfig::AwsEc2(a) => Target::AwsEc2(Ec2Target::from_config(a, config.opt_in(policy_opt_in))),
         }
     }
 
@@ -49,13 +86,23 @@ impl Target {
     pub fn name(&self) -> &str {
         match self {
             Target::Hosts(h) => h.name(),
+            Target::AwsEc2(a) => a.name(),
         }
     }
 
-    /// The instances this target knows about.
+    /// The instances this target knows about (for EC2: running and opted in).
     pub async fn inventory(&self) -> Result<Vec<Instance>, TargetError> {
         match self {
             Target::Hosts(h) => Ok(h.inventory()),
+            Target::AwsEc2(a) => a.inventory().await,
+        }
+    }
+
+    /// Cloud API calls (HTTP attempts) made so far; 0 for hosts.
+    pub fn api_calls(&self) -> u64 {
+        match self {
+            Target::Hosts(_) => 0,
+            Target::AwsEc2(a) => a.api_calls(),
         }
     }
 }
@@ -64,29 +111,45 @@ impl Actuator for Target {
     async fn terminate(&self, inst: &Instance) -> Result<String, ActionError> {
         match self {
             Target::Hosts(h) => h.terminate(inst).await,
+            Target::AwsEc2(a) => a.terminate(inst).await,
         }
     }
 
     async fn terminate_many(&self, insts: &[Instance]) -> Vec<Result<String, ActionError>> {
-        let mut out = Vec::with_capacity(insts.len());
-        for inst in insts {
-            out.push(self.terminate(inst).await);
+        match self {
+            Target::Hosts(h) => {
+                let mut out = Vec::with_capacity(insts.len());
+                for inst in insts {
+                    out.push(h.terminate(inst).await);
+                }
+                out
+            }
+            Target::AwsEc2(a) => a.terminate_many(insts).await,
         }
-        out
     }
 
     async fn prepare_isolation(&self, inst: &Instance) -> Result<Undo, ActionError> {
         match self {
-            Target::Hosts(_) => Ok(Undo::HostsCommand { instance: inst.clone() }),
+            Target::Hosts(h) => h.prepare_isolation(inst),
+            Target::AwsEc2(a) => a.prepare_isolation(inst).await,
         }
     }
 
-    async fn isolate(&self, _inst: &Instance, _undo: &Undo) -> Result<String, ActionError> {
-        Err(ActionError("isolate: not implemented yet".into()))
+    async fn isolate(&self, inst: &Instance, undo: &Undo) -> Result<String, ActionError> {
+        match self {
+            Target::Hosts(h) => h.isolate(inst).await,
+            Target::AwsEc2(a) => a.isolate(inst, undo).await,
+        }
     }
 
-    async fn restore(&self, _target: &str, _undo: &Undo) -> Result<String, ActionError> {
-        Err(ActionError("restore: not implemented yet".into()))
+    async fn restore(&self, target: &str, undo: &Undo) -> Result<String, ActionError> {
+        if target != self.name() {
+            return Err(ActionError(format!("target `{}` cannot restore an instance of target `{target}`", self.name())));
+        }
+        match self {
+            Target::Hosts(h) => h.restore(undo).await,
+            Target::AwsEc2(a) => a.restore(undo).await,
+        }
     }
 }
 
@@ -97,9 +160,14 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Builds every target the policy lists, in policy order.
+    /// Builds every target the policy lists, in policy order (each with the policy's opt-in as its default).
     pub fn from_policy(policy: &Policy) -> Self {
-        Fleet::new(policy.targets.iter().map(Target::from_config).collect())
+        Fleet::new(policy.targets.iter().map(|t| Target::from_config(t, &policy.opt_in)).collect())
+    }
+
+    /// Cloud API calls (HTTP attempts, retries included) made so far by every target; hosts count 0.
+    pub fn api_calls(&self) -> u64 {
+        self.targets.iter().map(Target::api_calls).sum()
     }
 
     /// A fleet of the given targets.
@@ -140,12 +208,33 @@ impl Actuator for Fleet {
         self.route(&inst.target)?.terminate(inst).await
     }
 
+    /// Groups the instances by target (targets in order of first appearance), lets each target batch its share,
+    /// and returns the results in the order of `insts`.
     async fn terminate_many(&self, insts: &[Instance]) -> Vec<Result<String, ActionError>> {
-        let mut out = Vec::with_capacity(insts.len());
-        for inst in insts {
-            out.push(self.terminate(inst).await);
+        let mut by_target: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, inst) in insts.iter().enumerate() {
+            match by_target.iter_mut().find(|(t, _)| *t == inst.target) {
+                Some((_, idxs)) => idxs.push(i),
+                None => by_target.push((&inst.target, vec![i])),
+            }
         }
-        out
+        let mut out: Vec<Option<Result<String, ActionError>>> = vec![None; insts.len()];
+        for (target, idxs) in by_target {
+            match self.route(target) {
+                Ok(t) => {
+                    let share: Vec<Instance> = idxs.iter().map(|&i| insts[i].clone()).collect();
+                    for (&i, result) in idxs.iter().zip(t.terminate_many(&share).await) {
+                        out[i] = Some(result);
+                    }
+                }
+                Err(e) => {
+                    for &i in &idxs {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(ActionError("not attempted".into())))).collect()
     }
 
     async fn prepare_isolation(&self, inst: &Instance) -> Result<Undo, ActionError> {

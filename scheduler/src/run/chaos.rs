@@ -1,0 +1,191 @@
+//! Chaos Monkey's round: plan one victim per eligible group, then terminate with guards and the journal.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use rand_chacha::ChaCha8Rng;
+use simian_config::MonkeyName;
+use simian_monkeys::chaos::{self, ChaosParams, Decision};
+use simian_monkeys::{Action, Actuator, Finding, Instance, Outcome, Severity};
+use tracing::{info, warn};
+
+use chrono::DateTime;
+use simian_config::{ChaosConfig, LoadedPolicy, Mode};
+
+use super::{exclusions, opt_in_for, recheck, run_guard, Round, RunError};
+use crate::calendar::Calendar;
+use crate::store::Claim;
+
+impl<A: Actuator> Round<'_, '_, A> {
+    /// Chaos Monkey: guards, plan, then act on each kill decision.
+    pub(crate) async fn chaos(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        out: &mut Vec<Finding>,
+    ) -> Result<(), RunError> {
+        let (policy, opts, now) = (self.policy, self.opts, self.now);
+        let m = MonkeyName::Chaos;
+        let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
+        let Some(cfg) = policy.policy.monkeys.chaos.as_ref() else {
+            out.push(skip("monkey `chaos` is not configured in the policy".into()));
+            return Ok(());
+        };
+        if let Some(why) = run_guard(policy, m, opts, now) {
+            out.push(skip(why));
+            return Ok(());
+        }
+        let inventory = match &self.ctx.inventory {
+            Ok(inv) => inv,
+            Err(e) => {
+                out.push(Finding::run_level(
+                    m,
+                    Outcome::Failed,
+                    Severity::Critical,
+                    format!("cannot list instances: {e}"),
+                ));
+                return Ok(());
+            }
+        };
+        let (excl, params) = match (exclusions(policy), chaos_params(policy, cfg, now)) {
+            (Ok(e), Ok(p)) => (e, p),
+            (Err(why), _) | (_, Err(why)) => {
+                out.push(Finding::run_level(m, Outcome::Failed, Severity::Critical, why));
+                return Ok(());
+            }
+        };
+        let part = chaos::partition(inventory, &|t| opt_in_for(policy, t), &excl);
+        for (inst, why) in &part.excluded {
+            out.push(Finding::about(
+                m,
+                Action::Terminate,
+                Outcome::Skipped,
+                Severity::Info,
+                inst,
+                why.clone(),
+            ));
+        }
+        if part.eligible.is_empty() {
+            out.push(skip("no eligible instances: none carries the opt-in tag without an exclusion".into()));
+            return Ok(());
+        }
+        let history: BTreeMap<_, _> = self.store.last_live_kills()?;
+        let decisions = chaos::plan(&part.eligible, &history, &params, now, rng);
+        for d in decisions {
+            let skipped = |group: &(String, String), why: String| group_skip(m, &part.eligible, group, why);
+            match d {
+                Decision::NotChosen { group, roll, probability } => out.push(skipped(
+                    &group,
+                    format!("group not chosen this run (roll {roll:.3} ≥ probability {probability:.3})"),
+                )),
+                Decision::TooRecent { group, last_kill } => out.push(skipped(
+                    &group,
+                    format!(
+                        "last live kill in this group was at {}, younger than min_time_between_kills",
+                        last_kill.with_timezone(&policy.tz).to_rfc3339()
+                    ),
+                )),
+                Decision::LimitReached { group, limit } => {
+                    out.push(skipped(&group, format!("max_kills_per_run ({limit}) reached")))
+                }
+                Decision::Kill { victim, eligible } => {
+                    out.push(self.terminate(&params, &victim, eligible).await?)
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Terminate one chosen victim: dry-run stops here; live re-checks guards, journals, acts.
+    async fn terminate(
+        &mut self,
+        params: &ChaosParams,
+        victim: &Instance,
+        eligible: usize,
+    ) -> Result<Finding, RunError> {
+        let m = MonkeyName::Chaos;
+        let about = |outcome, severity, msg: String| {
+            Finding::about(m, Action::Terminate, outcome, severity, victim, msg)
+        };
+        if self.mode == Mode::DryRun {
+            return Ok(about(
+                Outcome::Planned,
+                Severity::Info,
+                format!("would terminate (1 of {eligible} eligible in group); dry-run"),
+            ));
+        }
+        if let Err(why) = recheck(self.ctx.reload, m, self.opts, victim) {
+            warn!(instance = %victim.id, reason = %why, "guard refused action");
+            return Ok(about(Outcome::Skipped, Severity::Info, format!("guard re-check refused: {why}")));
+        }
+        let claim = self.store.claim_kill(&self.run_id, victim, Utc::now(), params.min_time_between_kills)?;
+        let kill_id = match claim {
+            Claim::Granted(id) => id,
+            Claim::TooRecent(last) => {
+                return Ok(about(
+                    Outcome::Skipped,
+                    Severity::Info,
+                    format!(
+                        "another run killed in this group at {}, younger than min_time_between_kills",
+                        last.with_timezone(&self.policy.tz).to_rfc3339()
+                    ),
+                ))
+            }
+        };
+        let result = self.ctx.actuator.terminate(victim).await;
+        self.store.finish_kill(kill_id, result.is_ok())?;
+        Ok(match result {
+            Ok(note) => {
+                info!(instance = %victim.id, group = %victim.group, "terminated instance");
+                about(
+                    Outcome::Done,
+                    Severity::Warning,
+                    format!("terminated (1 of {eligible} eligible in group): {note}"),
+                )
+            }
+            Err(e) => {
+                warn!(instance = %victim.id, error = %e, "terminate failed");
+                about(Outcome::Failed, Severity::Critical, format!("terminate failed: {e}"))
+            }
+        })
+    }
+}
+
+fn group_skip(
+    m: MonkeyName,
+    eligible: &BTreeMap<(String, String), Vec<Instance>>,
+    key: &(String, String),
+    why: String,
+) -> Finding {
+    Finding {
+        monkey: m,
+        action: Action::Terminate,
+        outcome: Outcome::Skipped,
+        target: Some(key.0.clone()),
+        instance: None,
+        group: Some(key.1.clone()),
+        zone: None,
+        severity: Severity::Info,
+        message: format!("{why} ({} eligible)", eligible.get(key).map_or(0, Vec::len)),
+    }
+}
+
+fn chaos_params(policy: &LoadedPolicy, cfg: &ChaosConfig, now: DateTime<Utc>) -> Result<ChaosParams, String> {
+    let probability = match (cfg.probability, cfg.mean_time_between_kills) {
+        (Some(p), _) => p,
+        (None, Some(mtbk)) => {
+            let cron =
+                policy.schedules.get(&MonkeyName::Chaos).ok_or("mean_time_between_kills needs a schedule")?;
+            let cal = Calendar::new(policy.tz, policy.calendar.clone());
+            let gap = cal
+                .mean_gap(cron, now)
+                .ok_or("the schedule never fires inside the calendar, so mean_time_between_kills gives no probability")?;
+            chaos::probability_from_mean(mtbk.chrono(), gap)
+        }
+        (None, None) => 1.0,
+    };
+    Ok(ChaosParams {
+        probability,
+        min_time_between_kills: cfg.min_time_between_kills.map(|d| d.chrono()),
+        max_kills_per_run: cfg.max_kills_per_run,
+    })
+}

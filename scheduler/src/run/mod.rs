@@ -1,0 +1,235 @@
+//! One round: revert what is due, guards, plan, re-checked guards, journaled actions, findings into the
+//! store and the report. Each monkey's round lives in its own file; `revert` undoes journaled faults.
+
+mod chaos;
+mod gorilla;
+mod revert;
+
+use chrono::{DateTime, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use simian_config::{LoadedPolicy, Mode, MonkeyName};
+use simian_monkeys::eligibility::{eligibility, Eligibility, Exclusions};
+use simian_monkeys::{Actuator, Finding, Instance, Report};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::calendar::Calendar;
+use crate::store::{Store, StoreError};
+
+/// What the caller asked for.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Monkeys to run; empty = every configured one.
+    pub monkeys: Vec<MonkeyName>,
+    /// Force dry-run whatever the policy says.
+    pub dry_run: bool,
+    /// RNG seed; random when absent.
+    pub seed: Option<u64>,
+    /// Act outside the calendar.
+    pub ignore_calendar: bool,
+    /// Cancelled on SIGINT/SIGTERM: stop acting, revert this run's faults at once.
+    pub shutdown: CancellationToken,
+}
+
+/// Why a run could not happen at all (findings cover everything else).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be opened or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Re-reads the policy right before an action so that edits (enabled: false, mode, exclusions) win.
+pub type Reload<'a> = dyn Fn() -> Result<LoadedPolicy, String> + Sync + 'a;
+
+/// The ports a run needs besides the policy.
+pub struct RunContext<'a, A: Actuator> {
+    /// Carries actions out.
+    pub actuator: &'a A,
+    /// The current inventory.
+    pub inventory: Result<Vec<Instance>, String>,
+    /// Re-reads the policy for the guard re-check.
+    pub reload: &'a Reload<'a>,
+}
+
+pub(crate) fn effective_mode(policy: &LoadedPolicy, opts: &RunOptions) -> Mode {
+    match (policy.policy.mode, opts.dry_run) {
+        (Mode::Live, false) => Mode::Live,
+        (Mode::Live, true) | (Mode::DryRun, _) => Mode::DryRun,
+    }
+}
+
+/// Run-level guards; `Some(reason)` = nothing may happen.
+pub(crate) fn run_guard(
+    policy: &LoadedPolicy,
+    monkey: MonkeyName,
+    opts: &RunOptions,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    if !policy.policy.enabled {
+        return Some("policy has `enabled: false`".into());
+    }
+    let monkey_enabled = match monkey {
+        MonkeyName::Chaos => policy.policy.monkeys.chaos.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::Gorilla => policy.policy.monkeys.gorilla.as_ref().is_some_and(|c| c.enabled),
+    };
+    if !monkey_enabled {
+        return Some(format!("monkey `{monkey}` is not enabled in the policy"));
+    }
+    if let Some(ks) = &policy.kill_switch {
+        if ks.exists() {
+            return Some(format!("kill switch {} exists", ks.display()));
+        }
+    }
+    if !opts.ignore_calendar {
+        let cal = Calendar::new(policy.tz, policy.calendar.clone());
+        if let Some(why) = cal.refusal(now) {
+            return Some(why);
+        }
+    }
+    None
+}
+
+pub(crate) fn exclusions(policy: &LoadedPolicy) -> Result<Exclusions, String> {
+    Exclusions::new(&policy.policy.exclude).map_err(|e| format!("bad exclusion pattern: {e}"))
+}
+
+pub(crate) fn opt_in_for(policy: &LoadedPolicy, target: &str) -> simian_config::OptIn {
+    policy
+        .policy
+        .targets
+        .iter()
+        .find(|t| t.name() == target)
+        .map(|t| t.opt_in(&policy.policy.opt_in).clone())
+        .unwrap_or_else(|| policy.policy.opt_in.clone())
+}
+
+/// Every guard again, on a freshly read policy, right before touching `inst`.
+pub(crate) fn recheck(
+    ctx_reload: &Reload<'_>,
+    monkey: MonkeyName,
+    opts: &RunOptions,
+    inst: &Instance,
+) -> Result<(), String> {
+    let fresh = ctx_reload().map_err(|e| format!("policy no longer loads, refusing to act: {e}"))?;
+    if effective_mode(&fresh, opts) != Mode::Live {
+        return Err("policy is no longer in live mode".into());
+    }
+    if let Some(why) = run_guard(&fresh, monkey, opts, Utc::now()) {
+        return Err(why);
+    }
+    let excl = exclusions(&fresh)?;
+    match eligibility(inst, &opt_in_for(&fresh, &inst.target), &excl) {
+        Eligibility::Eligible => Ok(()),
+        Eligibility::NotOptedIn => Err("instance is no longer opted in".into()),
+        Eligibility::Excluded(why) => Err(why),
+    }
+}
+
+/// Run the asked monkeys once and return the report; every finding is also in the store.
+///
+/// Before anything else, faults from earlier runs whose time is up (say, simian was killed while
+/// they were active) are reverted.
+pub async fn run_once<A: Actuator>(
+    policy: &LoadedPolicy,
+    opts: &RunOptions,
+    ctx: RunContext<'_, A>,
+    store: &mut Store,
+) -> Result<Report, RunError> {
+    let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
+    let mode = effective_mode(policy, opts);
+    let mut round = Round::begin(policy, opts, &ctx, store, seed, mode)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+
+    let due = round.store.open_faults(Some(round.now))?;
+    let out = match mode {
+        Mode::Live => round.revert(due).await?,
+        // A dry run never mutates, not even to undo: it says what `simian revert` would restore.
+        Mode::DryRun => due.iter().map(revert::planned).collect(),
+    };
+    round.record(out)?;
+
+    let monkeys: Vec<MonkeyName> = if opts.monkeys.is_empty() {
+        policy.schedules.keys().copied().collect()
+    } else {
+        opts.monkeys.clone()
+    };
+    for monkey in monkeys {
+        let mut out = Vec::new();
+        match monkey {
+            MonkeyName::Chaos => round.chaos(&mut rng, &mut out).await?,
+            MonkeyName::Gorilla => round.gorilla(&mut rng, &mut out).await?,
+        }
+        round.record(out)?;
+    }
+    round.finish(seed)
+}
+
+/// Revert every fault still open in the journal, now (`simian revert`).
+pub async fn revert_all<A: Actuator>(
+    policy: &LoadedPolicy,
+    opts: &RunOptions,
+    ctx: RunContext<'_, A>,
+    store: &mut Store,
+) -> Result<Report, RunError> {
+    let seed = opts.seed.unwrap_or(0);
+    let mut round = Round::begin(policy, opts, &ctx, store, seed, Mode::Live)?;
+    let open = round.store.open_faults(None)?;
+    let out = round.revert(open).await?;
+    round.record(out)?;
+    round.finish(seed)
+}
+
+/// One run's shared state, handed to each monkey's round.
+pub(crate) struct Round<'a, 'c, A: Actuator> {
+    policy: &'a LoadedPolicy,
+    opts: &'a RunOptions,
+    ctx: &'a RunContext<'c, A>,
+    store: &'a mut Store,
+    run_id: String,
+    mode: Mode,
+    now: DateTime<Utc>,
+    findings: Vec<Finding>,
+}
+
+impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
+    fn begin(
+        policy: &'a LoadedPolicy,
+        opts: &'a RunOptions,
+        ctx: &'a RunContext<'c, A>,
+        store: &'a mut Store,
+        seed: u64,
+        mode: Mode,
+    ) -> Result<Self, RunError> {
+        let now = Utc::now();
+        let run_id = uuid::Uuid::new_v4().to_string();
+        store.begin_run(&run_id, seed, mode.as_str(), now)?;
+        info!(run_id = %run_id, seed, mode = mode.as_str(), "run started");
+        Ok(Round { policy, opts, ctx, store, run_id, mode, now, findings: Vec::new() })
+    }
+
+    /// Store findings as soon as a monkey is done, so a crash later loses none of them.
+    fn record(&mut self, out: Vec<Finding>) -> Result<(), RunError> {
+        for f in &out {
+            self.store.add_finding(&self.run_id, Utc::now(), self.mode.as_str(), f)?;
+        }
+        self.findings.extend(out);
+        Ok(())
+    }
+
+    fn finish(self, seed: u64) -> Result<Report, RunError> {
+        let finished = Utc::now();
+        self.store.finish_run(&self.run_id, finished)?;
+        info!(run_id = %self.run_id, findings = self.findings.len(), "run finished");
+        Ok(Report {
+            run_id: self.run_id,
+            mode: self.mode.as_str().to_string(),
+            seed,
+            started_at: self.now.with_timezone(&self.policy.tz).fixed_offset(),
+            finished_at: finished.with_timezone(&self.policy.tz).fixed_offset(),
+            api_calls: 0,
+            findings: self.findings,
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! Undo journaled faults: restore each through its target, mark the journal, report each as a finding.
+
+use chrono::Utc;
+use simian_monkeys::{Action, Actuator, Finding, Outcome, Severity};
+use tracing::{info, warn};
+
+use super::{Round, RunError};
+use crate::store::OpenFault;
+
+/// An error that means there is nothing left to restore (the instance is gone).
+fn instance_gone(message: &str) -> bool {
+    message.contains("InvalidInstanceID.NotFound") || message.contains("IncorrectInstanceState")
+}
+
+/// The finding of a revert that is due but not done (dry-run).
+pub(crate) fn planned(fault: &OpenFault) -> Finding {
+    Finding {
+        monkey: fault.monkey,
+        action: Action::Restore,
+        outcome: Outcome::Planned,
+        target: Some(fault.target.clone()),
+        instance: Some(fault.instance.clone()),
+        group: fault.group.clone(),
+        zone: fault.zone.clone(),
+        severity: Severity::Warning,
+        message: format!(
+            "{} is past its time and would be reverted; dry-run (run `simian revert`)",
+            fault.kind
+        ),
+    }
+}
+
+impl<A: Actuator> Round<'_, '_, A> {
+    /// Restore each fault; failures stay open in the journal for the next run or `simian revert`.
+    ///
+    /// Reverting always runs, whatever the mode, kill switch or calendar say: undoing a fault is
+    /// never the risky direction.
+    pub(crate) async fn revert(&mut self, faults: Vec<OpenFault>) -> Result<Vec<Finding>, RunError> {
+        let mut out = Vec::new();
+        for fault in faults {
+            let finding = |outcome, severity, message: String| Finding {
+                monkey: fault.monkey,
+                action: Action::Restore,
+                outcome,
+                target: Some(fault.target.clone()),
+                instance: Some(fault.instance.clone()),
+                group: fault.group.clone(),
+                zone: fault.zone.clone(),
+                severity,
+                message,
+            };
+            match self.ctx.actuator.restore(&fault.target, &fault.undo).await {
+                Ok(note) => {
+                    self.store.fault_reverted(fault.id, Utc::now(), None)?;
+                    info!(instance = %fault.instance, kind = %fault.kind, "fault reverted");
+                    out.push(finding(
+                        Outcome::Done,
+                        Severity::Info,
+                        format!("{} reverted: {note}", fault.kind),
+                    ));
+                }
+                Err(e) if instance_gone(&e.0) => {
+                    self.store.fault_reverted(fault.id, Utc::now(), Some(&e.0))?;
+                    out.push(finding(
+                        Outcome::Skipped,
+                        Severity::Info,
+                        format!("{} not reverted: the instance no longer exists ({e})", fault.kind),
+                    ));
+                }
+                Err(e) => {
+                    self.store.fault_revert_failed(fault.id, &e.0)?;
+                    warn!(instance = %fault.instance, error = %e, "revert failed; the fault stays in the journal");
+                    out.push(finding(
+                        Outcome::Failed,
+                        Severity::Critical,
+                        format!(
+                            "{} revert failed, will retry on the next run or `simian revert`: {e}",
+                            fault.kind
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
