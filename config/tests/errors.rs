@@ -224,7 +224,7 @@ fn every_example_loads() {
         }
         seen += 1;
     }
-    assert!(seen >= 2, "expected the examples hosts.yaml and demo.yaml");
+    assert!(seen >= 3, "expected the examples hosts.yaml, demo.yaml and aws.yaml");
 }
 
 #[test]

@@ -11,6 +11,7 @@ fn env(k: &str) -> Option<String> {
 
 const HOSTS: &str = include_str!("../examples/hosts.yaml");
 const DEMO: &str = include_str!("../examples/demo.yaml");
+const AWS: &str = include_str!("../examples/aws.yaml");
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
@@ -26,8 +27,8 @@ proptest! {
     }
 
     #[test]
-    fn mutated_examples_never_panic(which in any::<bool>(), at in any::<prop::sample::Index>(), len in 0usize..40, insert in ".{0,8}") {
-        let base = if which { HOSTS } else { DEMO };
+    fn mutated_examples_never_panic(which in 0usize..3, at in any::<prop::sample::Index>(), len in 0usize..40, insert in ".{0,8}") {
+        let base = [HOSTS, DEMO, AWS][which];
         let mut pos = at.index(base.len());
         while !base.is_char_boundary(pos) { pos -= 1; }
         let mut end = (pos + len).min(base.len());

@@ -18,7 +18,9 @@ use aws_config::BehaviorVersion;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ec2::config::{ProvideCredentials, Region};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, Instance as Ec2Instance, IpPermission, ResourceType, SecurityGroup, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    Filter, Instance as Ec2Instance, IpPermission, ResourceType, SecurityGroup, Tag, TagSpecification,
+};
 use aws_sdk_ec2::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
@@ -152,7 +154,9 @@ impl Failure {
     fn action(self) -> ActionError {
         match self {
             Failure::Credentials(reason) => ActionError(format!("no usable AWS credentials: {reason}")),
-            Failure::Unreachable { endpoint, reason } => ActionError(format!("cannot reach {endpoint}: {reason}")),
+            Failure::Unreachable { endpoint, reason } => {
+                ActionError(format!("cannot reach {endpoint}: {reason}"))
+            }
             Failure::Api { text, .. } => ActionError(text),
         }
     }
@@ -161,8 +165,12 @@ impl Failure {
         let target = target.to_string();
         match self {
             Failure::Credentials(reason) => TargetError::Credentials { target, reason },
-            Failure::Unreachable { endpoint, reason } => TargetError::Unreachable { target, endpoint, reason },
-            Failure::Api { text, .. } => TargetError::Inventory { target, reason: format!("in {region}: {text}") },
+            Failure::Unreachable { endpoint, reason } => {
+                TargetError::Unreachable { target, endpoint, reason }
+            }
+            Failure::Api { text, .. } => {
+                TargetError::Inventory { target, reason: format!("in {region}: {text}") }
+            }
         }
     }
 
@@ -240,7 +248,9 @@ impl Ec2Target {
     async fn make_client(&self, region: &str) -> Result<Client, Failure> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_max_backoff(MAX_BACKOFF))
+            .retry_config(
+                RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_max_backoff(MAX_BACKOFF),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(CONNECT_TIMEOUT)
@@ -267,9 +277,9 @@ impl Ec2Target {
                 return Err(Failure::Credentials(self.credentials_hint(&chain(&e))));
             }
             Err(_) => {
-                return Err(Failure::Credentials(
-                    self.credentials_hint(&format!("resolving credentials took longer than {CREDENTIALS_TIMEOUT:?}")),
-                ))
+                return Err(Failure::Credentials(self.credentials_hint(&format!(
+                    "resolving credentials took longer than {CREDENTIALS_TIMEOUT:?}"
+                ))))
             }
         }
         let config = aws_sdk_ec2::config::Builder::from(&sdk)
@@ -325,14 +335,19 @@ impl Ec2Target {
             let client = self.client(region).await.map_err(|f| f.target(&self.name, region))?;
             let mut pages = client
                 .describe_instances()
-                .filters(Filter::builder().name(format!("tag:{}", self.opt_in.tag)).values(&self.opt_in.value).build())
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{}", self.opt_in.tag))
+                        .values(&self.opt_in.value)
+                        .build(),
+                )
                 .filters(Filter::builder().name("instance-state-name").values("running").build())
                 .max_results(PAGE_SIZE)
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| self.failure("DescribeInstances", region, &e).target(&self.name, region))?;
+                let page = page
+                    .map_err(|e| self.failure("DescribeInstances", region, &e).target(&self.name, region))?;
                 for reservation in page.reservations() {
                     all.extend(reservation.instances().iter().filter_map(|i| self.instance(region, i)));
                 }
@@ -361,7 +376,10 @@ impl Ec2Target {
 
     /// Terminates one instance.
     pub async fn terminate(&self, inst: &Instance) -> Result<String, ActionError> {
-        self.terminate_many(std::slice::from_ref(inst)).await.pop().unwrap_or_else(|| Err(ActionError("no result".into())))
+        self.terminate_many(std::slice::from_ref(inst))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ActionError("no result".into())))
     }
 
     /// Terminates instances with TerminateInstances, `terminate_batch` per call and region; one result per
@@ -404,7 +422,12 @@ impl Ec2Target {
         out.into_iter().map(|r| r.unwrap_or_else(|| Err(ActionError("not attempted".into())))).collect()
     }
 
-    async fn terminate_ids(&self, client: &Client, region: &str, ids: &[String]) -> Vec<Result<String, ActionError>> {
+    async fn terminate_ids(
+        &self,
+        client: &Client,
+        region: &str,
+        ids: &[String],
+    ) -> Vec<Result<String, ActionError>> {
         match self.terminate_call(client, region, ids).await {
             Ok(results) => results,
             Err(f) if ids.len() > 1 && f.code().is_some_and(|c| c.starts_with("InvalidInstanceID")) => {
@@ -438,9 +461,10 @@ impl Ec2Target {
         Ok(ids
             .iter()
             .map(|id| {
-                let change = changes.iter().find(|c| c.instance_id() == Some(id.as_str())).ok_or_else(|| {
-                    ActionError(format!("TerminateInstances did not report instance `{id}`"))
-                })?;
+                let change =
+                    changes.iter().find(|c| c.instance_id() == Some(id.as_str())).ok_or_else(|| {
+                        ActionError(format!("TerminateInstances did not report instance `{id}`"))
+                    })?;
                 let state = |s: Option<&aws_sdk_ec2::types::InstanceState>| {
                     s.and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_else(|| "?".into())
                 };
@@ -463,7 +487,8 @@ impl Ec2Target {
             .send()
             .await
             .map_err(|e| self.failure("DescribeInstances", &region, &e).action())?;
-        let Some(ec2) = out.reservations().iter().flat_map(|r| r.instances()).find(|i| i.instance_id() == Some(&inst.id))
+        let Some(ec2) =
+            out.reservations().iter().flat_map(|r| r.instances()).find(|i| i.instance_id() == Some(&inst.id))
         else {
             return Err(ActionError(format!("instance `{}` not found in {region}", inst.id)));
         };
@@ -501,7 +526,12 @@ impl Ec2Target {
     }
 
     /// The id of the isolation group in `vpc`, created (tagged, with no rules) when missing.
-    async fn isolation_group_id(&self, client: &Client, region: &str, vpc: &str) -> Result<String, ActionError> {
+    async fn isolation_group_id(
+        &self,
+        client: &Client,
+        region: &str,
+        vpc: &str,
+    ) -> Result<String, ActionError> {
         if let Some(sg) = self.find_isolation_group(client, region, vpc).await? {
             return self.ensure_empty(client, region, &sg).await;
         }
@@ -550,7 +580,8 @@ impl Ec2Target {
             .send()
             .await
             .map_err(|e| self.failure("DescribeSecurityGroups", region, &e).action())?;
-        let Some(sg) = out.security_groups().iter().find(|g| g.group_name() == Some(&self.isolation_group)) else {
+        let Some(sg) = out.security_groups().iter().find(|g| g.group_name() == Some(&self.isolation_group))
+        else {
             return Ok(None);
         };
         let managed = sg.tags().iter().any(|t| t.key() == Some(MANAGED_TAG) && t.value() == Some("true"));
@@ -566,7 +597,12 @@ impl Ec2Target {
     }
 
     /// Revokes every ingress and egress rule of `sg` (a new group comes with an allow-all egress rule); its id.
-    async fn ensure_empty(&self, client: &Client, region: &str, sg: &SecurityGroup) -> Result<String, ActionError> {
+    async fn ensure_empty(
+        &self,
+        client: &Client,
+        region: &str,
+        sg: &SecurityGroup,
+    ) -> Result<String, ActionError> {
         let id = sg.group_id().unwrap_or_default().to_string();
         let ingress: Vec<IpPermission> = sg.ip_permissions().to_vec();
         let egress: Vec<IpPermission> = sg.ip_permissions_egress().to_vec();
@@ -594,7 +630,10 @@ impl Ec2Target {
     /// Replaces the instance's security groups with the isolation group recorded in `undo`.
     pub async fn isolate(&self, inst: &Instance, undo: &Undo) -> Result<String, ActionError> {
         let Undo::Ec2Groups { region, instance_id, groups, isolation_group } = undo else {
-            return Err(ActionError(format!("target `{}` cannot isolate with a hosts undo record", self.name)));
+            return Err(ActionError(format!(
+                "target `{}` cannot isolate with a hosts undo record",
+                self.name
+            )));
         };
         if *instance_id != inst.id {
             return Err(ActionError(format!(
@@ -617,7 +656,12 @@ impl Ec2Target {
         Ok(format!("restored security groups {} (replacing {isolation_group})", groups.join(", ")))
     }
 
-    async fn set_groups(&self, region: &str, instance_id: &str, groups: &[String]) -> Result<(), ActionError> {
+    async fn set_groups(
+        &self,
+        region: &str,
+        instance_id: &str,
+        groups: &[String],
+    ) -> Result<(), ActionError> {
         let client = self.client(region).await.map_err(Failure::action)?;
         client
             .modify_instance_attribute()

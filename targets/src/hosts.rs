@@ -125,7 +125,11 @@ impl Hosts {
     }
 
     /// The template `what`, or an error naming the target.
-    fn template<'a>(&self, template: &'a Option<Vec<String>>, what: &str) -> Result<&'a [String], ActionError> {
+    fn template<'a>(
+        &self,
+        template: &'a Option<Vec<String>>,
+        what: &str,
+    ) -> Result<&'a [String], ActionError> {
         template
             .as_deref()
             .ok_or_else(|| ActionError(format!("target `{}` has no `{what}` command", self.name)))

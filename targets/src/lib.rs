@@ -78,7 +78,9 @@ impl Target {
     pub fn from_config(config: &TargetConfig, policy_opt_in: &OptIn) -> Self {
         match config {
             TargetConfig::Hosts(h) => Target::Hosts(Hosts::from_config(h)),
-            TargetConfig::AwsEc2(a) => Target::AwsEc2(Ec2Target::from_config(a, config.opt_in(policy_opt_in))),
+            TargetConfig::AwsEc2(a) => {
+                Target::AwsEc2(Ec2Target::from_config(a, config.opt_in(policy_opt_in)))
+            }
         }
     }
 
@@ -144,7 +146,10 @@ impl Actuator for Target {
 
     async fn restore(&self, target: &str, undo: &Undo) -> Result<String, ActionError> {
         if target != self.name() {
-            return Err(ActionError(format!("target `{}` cannot restore an instance of target `{target}`", self.name())));
+            return Err(ActionError(format!(
+                "target `{}` cannot restore an instance of target `{target}`",
+                self.name()
+            )));
         }
         match self {
             Target::Hosts(h) => h.restore(undo).await,

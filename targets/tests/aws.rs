@@ -65,7 +65,11 @@ async fn inventory_lists_running_opted_in_instances_over_three_zones() {
         assert_eq!(i.group, "web");
         assert_eq!(i.zone.as_deref(), Some(ZONES[n / 2]));
         assert_eq!(i.region.as_deref(), Some(REGION));
-        assert!(i.address.as_deref().is_some_and(|a| a.starts_with("10.0.")), "private address: {:?}", i.address);
+        assert!(
+            i.address.as_deref().is_some_and(|a| a.starts_with("10.0.")),
+            "private address: {:?}",
+            i.address
+        );
         assert_eq!(i.tags.get("team").map(String::as_str), Some("blue"));
         assert_eq!(i.tags.get(OPT_IN_TAG).map(String::as_str), Some("true"));
         assert_eq!(i.tags.get(GROUP_TAG).map(String::as_str), Some("web"));
@@ -168,10 +172,8 @@ async fn terminate_many_terminates_in_batches() {
             tags: BTreeMap::new(),
         }],
     };
-    let fleet = Fleet::new(vec![
-        Target::from_config(&TargetConfig::Hosts(lab), &OptIn::default()),
-        target(cfg),
-    ]);
+    let fleet =
+        Fleet::new(vec![Target::from_config(&TargetConfig::Hosts(lab), &OptIn::default()), target(cfg)]);
     let inv = fleet.inventory().await.expect("inventory");
     assert_eq!(fleet.api_calls(), 1);
     let host = inv.iter().find(|i| i.target == "lab").expect("host").clone();
@@ -185,7 +187,9 @@ async fn terminate_many_terminates_in_batches() {
     assert_eq!(results.len(), order.len());
     for (inst, r) in order.iter().zip(&results) {
         match inst.target.as_str() {
-            "aws" => assert!(r.as_ref().is_ok_and(|m| m.contains("TerminateInstances")), "{}: {r:?}", inst.id),
+            "aws" => {
+                assert!(r.as_ref().is_ok_and(|m| m.contains("TerminateInstances")), "{}: {r:?}", inst.id)
+            }
             "lab" => assert!(r.as_ref().is_ok_and(|m| m.contains("ran `true`")), "{r:?}"),
             _ => assert!(r.as_ref().is_err_and(|e| e.0.contains("`nowhere` is not defined")), "{r:?}"),
         }
@@ -261,13 +265,15 @@ async fn isolate_swaps_in_an_empty_group_and_restore_brings_the_original_groups_
 
     let note = fleet.isolate(&a, &undo).await.expect("isolate");
     assert!(note.contains(&isolation_group), "{note}");
-    assert_eq!(net.groups_of(&a.id).await, [isolation_group.clone()]);
+    assert_eq!(net.groups_of(&a.id).await, vec![isolation_group.clone()]);
 
     // A second prepare reuses the group; an isolated instance cannot be prepared again.
     let undo_b = fleet.prepare_isolation(&b).await.expect("prepare b");
-    let Undo::Ec2Groups { isolation_group: again, groups: groups_b, .. } = &undo_b else { panic!("{undo_b:?}") };
+    let Undo::Ec2Groups { isolation_group: again, groups: groups_b, .. } = &undo_b else {
+        panic!("{undo_b:?}")
+    };
     assert_eq!(again, &isolation_group);
-    assert_eq!(groups_b, &[app.clone()]);
+    assert_eq!(groups_b, &vec![app.clone()]);
     let err = fleet.prepare_isolation(&a).await.expect_err("already isolated");
     assert!(err.0.contains("already isolated"), "{err}");
     assert_eq!(count_isolation_groups(&net).await, 1);
@@ -276,7 +282,7 @@ async fn isolate_swaps_in_an_empty_group_and_restore_brings_the_original_groups_
     assert_eq!(set(&net.groups_of(&a.id).await), set(&before));
     fleet.restore("aws", &undo).await.expect("restore twice");
     assert_eq!(set(&net.groups_of(&a.id).await), set(&before));
-    assert_eq!(net.groups_of(&b.id).await, [app.clone()], "b was never isolated");
+    assert_eq!(net.groups_of(&b.id).await, vec![app.clone()], "b was never isolated");
 
     // Restoring an instance that is gone fails with the AWS code; the caller decides.
     let gone = Undo::Ec2Groups {
@@ -330,7 +336,9 @@ async fn an_unreachable_endpoint_fails_fast_with_one_unreachable_error() {
     let err = target.inventory().await.expect_err("nothing listens on port 1");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let TargetError::Unreachable { target: name, endpoint, reason } = &err else { panic!("wrong kind: {err:?}") };
+    let TargetError::Unreachable { target: name, endpoint, reason } = &err else {
+        panic!("wrong kind: {err:?}")
+    };
     assert_eq!((name.as_str(), endpoint.as_str()), ("aws", "http://127.0.0.1:1"));
     assert!(reason.contains("DescribeInstances"), "{reason}");
     assert_eq!(target.api_calls(), 3, "the SDK's standard retries: 3 attempts");
@@ -389,7 +397,10 @@ async fn no_credentials_child() {
     let took = started.elapsed();
     eprintln!("{err} (after {took:?})");
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    assert!(matches!(&err, TargetError::Credentials { target, .. } if target == "aws"), "wrong kind: {err:?}");
+    assert!(
+        matches!(&err, TargetError::Credentials { target, .. } if target == "aws"),
+        "wrong kind: {err:?}"
+    );
     assert_eq!(target.api_calls(), 0, "nothing was sent");
 
     // A named profile that does not exist is a credentials error too.

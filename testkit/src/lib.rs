@@ -67,7 +67,9 @@ pub fn fake_aws_env() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let nothing = std::env::temp_dir().join("simian-testkit-no-aws-config");
-        for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_REGION"] {
+        for var in
+            ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_REGION"]
+        {
             std::env::remove_var(var);
         }
         std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
@@ -136,7 +138,10 @@ impl Moto {
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                return Err(format!("moto_server did not answer on port {} within {limit:?}:\n{log}", self.port));
+                return Err(format!(
+                    "moto_server did not answer on port {} within {limit:?}:\n{log}",
+                    self.port
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -271,7 +276,13 @@ pub struct Launch {
 impl Launch {
     /// `count` untagged instances in `zone`.
     pub fn new(zone: &str, count: usize) -> Launch {
-        Launch { zone: zone.to_string(), count, tags: Vec::new(), security_groups: Vec::new(), per_call: LAUNCH_BATCH }
+        Launch {
+            zone: zone.to_string(),
+            count,
+            tags: Vec::new(),
+            security_groups: Vec::new(),
+            per_call: LAUNCH_BATCH,
+        }
     }
 
     /// Adds a tag.
@@ -310,9 +321,11 @@ impl Network {
             .subnets
             .get(&launch.zone)
             .unwrap_or_else(|| panic!("no subnet in zone {}; use one of {ZONES:?}", launch.zone));
-        let groups = if launch.security_groups.is_empty() { &self.security_groups } else { &launch.security_groups };
-        let tags: Vec<Tag> = launch.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
-        let mut ids = Vec::with_capacity(launch.count);
+        let groups =
+            if launch.security_groups.is_empty() { &self.security_groups } else { &launch.security_groups };
+        let tags: Vec<Tag> =
+            launch.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        let mut calls = Vec::new();
         let mut left = launch.count;
         while left > 0 {
             let n = left.min(launch.per_call.max(1));
@@ -333,16 +346,26 @@ impl Network {
                         .build(),
                 );
             }
+            calls.push(call);
+            left -= n;
+        }
+        // One call at a time: moto serves them one by one anyway, and concurrent RunInstances calls raced there.
+        let mut ids = Vec::with_capacity(launch.count);
+        for call in calls {
             let out = call.send().await.expect("RunInstances");
             ids.extend(out.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)));
-            left -= n;
         }
         ids
     }
 
     /// Stops the instances (they stay, in state `stopped`).
     pub async fn stop(&self, ids: &[String]) {
-        self.client.stop_instances().set_instance_ids(Some(ids.to_vec())).send().await.expect("StopInstances");
+        self.client
+            .stop_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .expect("StopInstances");
     }
 
     /// State name (`running`, `terminated`, …) of each instance that DescribeInstances still shows.
@@ -360,7 +383,10 @@ impl Network {
                 for r in page.expect("DescribeInstances").reservations() {
                     for i in r.instances() {
                         let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string());
-                        out.insert(i.instance_id().unwrap_or_default().to_string(), state.unwrap_or_default());
+                        out.insert(
+                            i.instance_id().unwrap_or_default().to_string(),
+                            state.unwrap_or_default(),
+                        );
                     }
                 }
             }
