@@ -1,7 +1,7 @@
 """Helper for benches/aws_vs_chaostoolkit.sh: seeds moto, writes the simian policy and the chaostoolkit
 experiment, verifies what was terminated, and prints the side-by-side table.
 
-Every AWS call goes to the moto server named by AWS_ENDPOINT_URL (a 127.0.0.1 address); the driver script
+Every AWS call goes to the moto server named by BENCH_ENDPOINT (must be a loopback URL); the driver script
 sets fake credentials. Subcommands:
 
   seed DIR          reset-free seeding: VPC, 3 subnets, 1 security group, INSTANCES instances in GROUPS groups
@@ -26,9 +26,15 @@ PER_CALL = 100  # RunInstances MaxCount per call
 
 
 def ec2():
+    """A client for the moto server in $BENCH_ENDPOINT; refuses anything but a loopback http URL."""
     import boto3
+    from urllib.parse import urlparse
 
-    return boto3.client("ec2", region_name="us-east-1")
+    endpoint = os.environ.get("BENCH_ENDPOINT", "")
+    host = urlparse(endpoint).hostname or ""
+    if not endpoint.startswith("http://") or not (host == "localhost" or host.startswith("127.")):
+        sys.exit(f"BENCH_ENDPOINT must be a loopback moto URL like http://127.0.0.1:PORT, not {endpoint!r}")
+    return boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)
 
 
 def group_name(g):

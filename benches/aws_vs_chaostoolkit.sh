@@ -3,6 +3,9 @@
 # chaostoolkit-aws, side by side (README.md, "Benchmarks"). Usage, from anywhere:
 #
 #   benches/aws_vs_chaostoolkit.sh            # RUNS=3 by default; RUNS=1 for a quick look
+#   SIMIAN_BIN=/path/to/simian benches/aws_vs_chaostoolkit.sh   # use that binary, skip cargo build
+#   MOTO=stock ...                            # unpatched moto_server (simian then times out: see README)
+#   KEEP=1 ...                                # keep the work folder (policies, reports, journals, logs)
 #
 # Per run and per tool: POST /moto-api/reset, seed the same fleet (VPC, 3 subnets, a security group,
 # 5,000 running instances tagged aws:autoscaling:groupName=group-NN and simian:opt-in=true, each group
@@ -18,6 +21,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 RUNS=${RUNS:-3}
+# indexed (default): moto_server with O(1) per-instance tag lookup (benches/moto_server_indexed_tags.py says
+# why); stock: moto_server as shipped, where one DescribeInstances over 5,000 instances takes ~38 s.
+MOTO=${MOTO:-indexed}
 export BENCH_INSTANCES=${BENCH_INSTANCES:-5000}
 export BENCH_GROUPS=${BENCH_GROUPS:-50}
 venv=$root/target/venv-bench
@@ -44,9 +50,13 @@ if ! "$py" -c 'import moto.server, boto3, chaoslib, chaosaws' >/dev/null 2>&1 ||
   log "installing moto[server] boto3 chaostoolkit chaostoolkit-aws into $venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' boto3 chaostoolkit chaostoolkit-aws
 fi
-log "building simian (cargo build --release; a clean build takes ~10 min on 2 cores)"
-cargo build --release -q --locked
-simian=$root/target/release/simian
+if [ -n "${SIMIAN_BIN:-}" ]; then
+  simian=$SIMIAN_BIN # a simian binary built elsewhere (e.g. from another checkout); no build then
+else
+  log "building simian (cargo build --release; a clean build takes ~10 min on 2 cores)"
+  cargo build --release -q --locked
+  simian=$root/target/release/simian
+fi
 [ -x "$simian" ] || { echo "no $simian after cargo build" >&2; exit 1; }
 
 # --- environment: fake credentials, no metadata, no real config ---------------------------------------
@@ -59,9 +69,14 @@ unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL_EC2 SIMIAN_POLICY || true
 # --- moto on a free loopback port ---------------------------------------------------------------------
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 endpoint=http://127.0.0.1:$port
-export AWS_ENDPOINT_URL=$endpoint
+export AWS_ENDPOINT_URL=$endpoint BENCH_ENDPOINT=$endpoint
 motolog=$work/moto.log
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$motolog" 2>&1 &
+case "$MOTO" in
+  indexed) server=("$py" "$root/benches/moto_server_indexed_tags.py") ;;
+  stock) server=("$venv/bin/moto_server") ;;
+  *) echo "MOTO must be indexed or stock, not $MOTO" >&2; exit 2 ;;
+esac
+"${server[@]}" -H 127.0.0.1 -p "$port" >"$motolog" 2>&1 &
 moto_pid=$!
 cleanup() {
   kill "$moto_pid" 2>/dev/null || true
@@ -74,7 +89,7 @@ for _ in $(seq 1 300); do
   kill -0 "$moto_pid" 2>/dev/null || { cat "$motolog" >&2; echo "moto_server exited" >&2; exit 1; }
   sleep 0.1
 done
-log "moto_server $("$py" -c 'import moto; print(moto.__version__)') on $endpoint (pid $moto_pid)"
+log "moto_server ($MOTO) $("$py" -c 'import moto; print(moto.__version__)') on $endpoint (pid $moto_pid)"
 
 # request lines moto has logged so far (werkzeug: one line per HTTP request)
 requests() { grep -c '" [0-9][0-9][0-9] ' "$motolog" || true; }
@@ -135,7 +150,8 @@ for run in $(seq 1 "$RUNS"); do
   d=$work/run$run-simian; mkdir -p "$d"
   reseed "$d"
   "$py" "$helper" policy "$d" "$endpoint"
-  (unset AWS_ENDPOINT_URL; measure simian "$run" "$d" "$simian" run --policy "$d/simian.yaml" --format json)
+  # (simian gets its endpoint from the policy's endpoint_url alone)
+  measure simian "$run" "$d" env -u AWS_ENDPOINT_URL "$simian" run --policy "$d/simian.yaml" --format json
 
   # chaostoolkit: `chaos run` of an experiment with one chaosaws.ec2.actions.terminate_instance per group
   d=$work/run$run-chaostoolkit; mkdir -p "$d"
@@ -148,7 +164,7 @@ done
 echo
 echo "simian $("$simian" --version 2>/dev/null | head -n1) vs chaostoolkit $("$venv/bin/chaos" --version 2>/dev/null | tail -n1)," \
   "chaostoolkit-aws $("$py" -c 'import chaosaws; print(chaosaws.__version__)'), moto $("$py" -c 'import moto; print(moto.__version__)');" \
-  "$BENCH_INSTANCES instances in $BENCH_GROUPS groups; $(nproc) cores"
+  "($MOTO tags); $BENCH_INSTANCES instances in $BENCH_GROUPS groups; $(nproc) cores"
 "$py" "$helper" table "$work/results.jsonl"
 cp "$work/results.jsonl" "$root/target/bench-aws-results.jsonl"
 echo "(raw rows: target/bench-aws-results.jsonl)"

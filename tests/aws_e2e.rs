@@ -142,8 +142,8 @@ fn chaos_monkey_kills_only_eligible_ec2_instances_and_counts_api_calls() {
         assert_eq!(gone(state), killed.contains(id), "{id} is {state}");
     }
     let calls = r["api_calls"].as_u64().unwrap();
-    // One DescribeInstances page, one TerminateInstances per kill: nothing else.
-    assert!((1..=4).contains(&calls), "api_calls {calls}");
+    // One DescribeInstances page and one batched TerminateInstances: nothing else.
+    assert_eq!(calls, 2, "api_calls");
 }
 
 #[test]

@@ -1,10 +1,10 @@
-//! Human durations in policies: `90s`, `10m`, `2h`, `1d`, `1w` (and sums like `1h30m`).
+//! Human durations in policies: `200ms`, `90s`, `10m`, `2h`, `1d`, `1w` (and sums like `1h30m`); percentages.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A non-negative span written as `<n><unit>`…, units s, m, h, d, w.
+/// A non-negative span written as `<n><unit>`…, units ms, s, m, h, d, w.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(pub std::time::Duration);
 
@@ -42,19 +42,25 @@ impl std::str::FromStr for Duration {
         if s.is_empty() {
             return Err(err("it is empty"));
         }
+        // Milliseconds, so `200ms` and `1s500ms` are exact.
         let mut total: u64 = 0;
         let mut digits = String::new();
-        for c in s.chars() {
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
             if c.is_ascii_digit() {
                 digits.push(c);
                 continue;
             }
             let unit: u64 = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                'w' => 604_800,
+                'm' if chars.peek() == Some(&'s') => {
+                    chars.next();
+                    1
+                }
+                's' => 1_000,
+                'm' => 60_000,
+                'h' => 3_600_000,
+                'd' => 86_400_000,
+                'w' => 604_800_000,
                 _ => return Err(err("unknown unit")),
             };
             if digits.is_empty() {
@@ -67,23 +73,66 @@ impl std::str::FromStr for Duration {
         if !digits.is_empty() {
             return Err(err("a number without a unit"));
         }
-        Ok(Duration(std::time::Duration::from_secs(total)))
+        Ok(Duration(std::time::Duration::from_millis(total)))
     }
 }
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = self.0.as_secs();
+        let mut s = self.0.as_millis();
         if s == 0 {
             return write!(f, "0s");
         }
-        for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        for (unit, size) in
+            [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)]
+        {
             if s >= size {
                 write!(f, "{}{}", s / size, unit)?;
                 s %= size;
             }
         }
         Ok(())
+    }
+}
+
+/// A percentage written `5%` or `0.5%`, in 0..=100.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+pub struct Percent(pub f64);
+
+/// Why a percentage did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid percentage `{0}`: write a number from 0 to 100 followed by %, e.g. 5% or 0.5%")]
+pub struct PercentError(String);
+
+impl std::str::FromStr for Percent {
+    type Err = PercentError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || PercentError(text.to_string());
+        let n: f64 = text.trim().strip_suffix('%').ok_or_else(err)?.trim().parse().map_err(|_| err())?;
+        if !(0.0..=100.0).contains(&n) {
+            return Err(err());
+        }
+        Ok(Percent(n))
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Percent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -113,6 +162,11 @@ mod tests {
         assert_eq!(p("1d"), Ok(86_400));
         assert_eq!(p("1w"), Ok(604_800));
         assert_eq!(p("1h30m"), Ok(5400));
+        let ms = |s: &str| s.parse::<Duration>().map(|d| d.std().as_millis());
+        assert_eq!(ms("200ms"), Ok(200));
+        assert_eq!(ms("1s500ms"), Ok(1500));
+        assert_eq!(ms("2m"), Ok(120_000));
+        assert!(ms("5mss").is_err());
         assert!(p("5").is_err());
         assert!(p("m").is_err());
         assert!(p("3x").is_err());
@@ -122,7 +176,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["0s", "90s", "1m30s", "2h", "1d", "1w", "1w1d1h1m1s"] {
+        for s in ["0s", "90s", "1m30s", "2h", "1d", "1w", "1w1d1h1m1s", "200ms", "1s5ms"] {
             let d: Duration = s.parse().unwrap();
             let again: Duration = d.to_string().parse().unwrap();
             assert_eq!(d, again, "{s}");

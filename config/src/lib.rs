@@ -12,7 +12,7 @@ pub mod template;
 mod validate;
 mod yaml;
 
-pub use duration::Duration;
+pub use duration::{Duration, Percent};
 pub use load::{load, load_str, CalendarSpec, LoadedPolicy, PolicyError, PolicyErrors};
 pub use schema::*;
 
@@ -23,17 +23,20 @@ pub enum MonkeyName {
     Chaos,
     /// Chaos Gorilla.
     Gorilla,
+    /// Latency Monkey.
+    Latency,
 }
 
 impl MonkeyName {
     /// Every monkey, in report order.
-    pub const ALL: [MonkeyName; 2] = [MonkeyName::Chaos, MonkeyName::Gorilla];
+    pub const ALL: [MonkeyName; 3] = [MonkeyName::Chaos, MonkeyName::Gorilla, MonkeyName::Latency];
 
     /// The name used in policies, CLI flags and reports.
     pub fn as_str(self) -> &'static str {
         match self {
             MonkeyName::Chaos => "chaos",
             MonkeyName::Gorilla => "gorilla",
+            MonkeyName::Latency => "latency",
         }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::duration::Duration;
+use crate::duration::{Duration, Percent};
 
 /// A whole policy file (`version: 1`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -245,6 +245,35 @@ pub enum ExecutorConfig {
         /// The prefix template.
         argv: Vec<String>,
     },
+    /// Run argv on the host through the OpenSSH client (`{ type: ssh, user, port, … }`).
+    Ssh(SshExecutorConfig),
+}
+
+/// `executor: { type: ssh, … }`: the OpenSSH client, so users keep their ssh config, agent and ProxyJump.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshExecutorConfig {
+    /// Remote user; default: ssh's own default (ssh config, else the local user).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Remote port; default: ssh's own default (22).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Private key file (`-i`); `~/` is expanded.
+    #[serde(default)]
+    pub identity_file: Option<String>,
+    /// Known-hosts file to trust; `~/` is expanded. Host keys are always checked (never a blind accept).
+    #[serde(default)]
+    pub known_hosts: Option<String>,
+    /// Connect timeout; default 10s.
+    #[serde(default)]
+    pub connect_timeout: Option<Duration>,
+    /// How long a shared connection (ControlMaster) stays open after the last command; default 60s.
+    #[serde(default)]
+    pub control_persist: Option<Duration>,
+    /// Host to connect to: an argv template; default `{address}` (else `{id}`).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// The monkeys; each is off unless present.
@@ -257,6 +286,80 @@ pub struct MonkeysConfig {
     /// Chaos Gorilla: take a whole availability zone down.
     #[serde(default)]
     pub gorilla: Option<GorillaConfig>,
+    /// Latency Monkey: add network delay, always reverted.
+    #[serde(default)]
+    pub latency: Option<LatencyConfig>,
+}
+
+/// How Latency Monkey injects delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyVia {
+    /// `tc qdisc … netem` on the host, through its executor (needs root and sch_netem).
+    #[default]
+    Tc,
+    /// A userspace TCP proxy run by simian (`proxies`), for hosts without root or tc.
+    Proxy,
+}
+
+/// One userspace proxy: clients connect to `listen`, bytes go to and from `upstream`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Address to listen on, e.g. `127.0.0.1:18080`.
+    pub listen: String,
+    /// Address to forward to, e.g. `127.0.0.1:8080`.
+    pub upstream: String,
+}
+
+/// `monkeys.latency`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// `false` turns this monkey off without deleting its settings.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Standard 5-field cron, read in the policy's timezone.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// `tc` (default) or `proxy`.
+    #[serde(default)]
+    pub via: LatencyVia,
+    /// Added delay, e.g. `200ms`.
+    #[serde(default)]
+    pub delay: Option<Duration>,
+    /// Jitter around the delay (normal distribution), e.g. `20ms`; default none.
+    #[serde(default)]
+    pub jitter: Option<Duration>,
+    /// Packet loss, e.g. `1%`; default none.
+    #[serde(default)]
+    pub loss: Option<Percent>,
+    /// `auto` (the interface of the default route) or a name such as `eth0`.
+    #[serde(default = "auto")]
+    pub interface: String,
+    /// How long the fault lasts; default 10m.
+    #[serde(default)]
+    pub duration: Option<Duration>,
+    /// Hosts per eligible group that get the delay; default 1.
+    #[serde(default = "one")]
+    pub hosts_per_group: u32,
+    /// Replace a root qdisc simian does not own (default: refuse, finding `skipped`).
+    #[serde(default)]
+    pub replace_existing: bool,
+    /// Extra time after `duration` before the host's dead-man switch removes the qdisc; default 30s.
+    #[serde(default)]
+    pub grace: Option<Duration>,
+    /// Proxy mode only: the proxies to run.
+    #[serde(default)]
+    pub proxies: Vec<ProxyConfig>,
+}
+
+fn auto() -> String {
+    "auto".to_string()
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// What Chaos Gorilla does to the instances of the chosen zone.
@@ -326,12 +429,60 @@ impl<'de> Deserialize<'de> for ExecutorConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::{self, MapAccess, Visitor};
 
-        const FIELDS: &[&str] = &["type", "argv"];
+        const ALL_FIELDS: &[&str] = &[
+            "type",
+            "argv",
+            "user",
+            "port",
+            "identity_file",
+            "known_hosts",
+            "connect_timeout",
+            "control_persist",
+            "host",
+        ];
+        const LOCAL_FIELDS: &[&str] = &["type"];
+        const WRAP_FIELDS: &[&str] = &["type", "argv"];
+        const SSH_FIELDS: &[&str] = &[
+            "type",
+            "user",
+            "port",
+            "identity_file",
+            "known_hosts",
+            "connect_timeout",
+            "control_persist",
+            "host",
+        ];
 
         fn unknown<E: de::Error>(kind: &str) -> E {
             E::custom(format!(
-                "unknown executor `{kind}`; expected `local` or `{{ type: wrap, argv: [...] }}`"
+                "unknown executor `{kind}`; expected `local`, `ssh`, or a mapping with `type: wrap` or `type: ssh`"
             ))
+        }
+
+        /// A TCP port as written: any integer reads, out-of-range ones fail here with a clear message (0 reads,
+        /// and validation rejects it with a hint).
+        struct Port(u16);
+
+        impl<'de> Deserialize<'de> for Port {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let n = i64::deserialize(d)?;
+                u16::try_from(n)
+                    .map(Port)
+                    .map_err(|_| de::Error::custom(format!("invalid port {n}; expected 1..=65535")))
+            }
+        }
+
+        /// Sets `slot` from the map's next value, refusing a second occurrence of `key`.
+        fn fill<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+            map: &mut A,
+            slot: &mut Option<T>,
+            key: &'static str,
+        ) -> Result<(), A::Error> {
+            if slot.is_some() {
+                return Err(de::Error::duplicate_field(key));
+            }
+            *slot = Some(map.next_value()?);
+            Ok(())
         }
 
         struct ExecutorVisitor;
@@ -340,12 +491,15 @@ impl<'de> Deserialize<'de> for ExecutorConfig {
             type Value = ExecutorConfig;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("`local` or a mapping `{ type: wrap, argv: [...] }`")
+                f.write_str(
+                    "`local`, `ssh` or a mapping `{ type: wrap, argv: [...] }` / `{ type: ssh, ... }`",
+                )
             }
 
             fn visit_str<E: de::Error>(self, s: &str) -> Result<ExecutorConfig, E> {
                 match s {
                     "local" => Ok(ExecutorConfig::Local),
+                    "ssh" => Ok(ExecutorConfig::Ssh(SshExecutorConfig::default())),
                     other => Err(unknown(other)),
                 }
             }
@@ -353,24 +507,52 @@ impl<'de> Deserialize<'de> for ExecutorConfig {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExecutorConfig, A::Error> {
                 let mut kind: Option<String> = None;
                 let mut argv: Option<Vec<String>> = None;
+                let mut ssh = SshExecutorConfig::default();
+                // Keys in the order written (the type may come last), to reject those of another type.
+                let mut seen: Vec<&'static str> = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "type" if kind.is_some() => return Err(de::Error::duplicate_field("type")),
-                        "argv" if argv.is_some() => return Err(de::Error::duplicate_field("argv")),
-                        "type" => kind = Some(map.next_value()?),
-                        "argv" => argv = Some(map.next_value()?),
-                        other => return Err(de::Error::unknown_field(other, FIELDS)),
+                    let Some(&name) = ALL_FIELDS.iter().find(|f| **f == key) else {
+                        let allowed = match kind.as_deref() {
+                            Some("local") => LOCAL_FIELDS,
+                            Some("wrap") => WRAP_FIELDS,
+                            Some("ssh") => SSH_FIELDS,
+                            _ => ALL_FIELDS,
+                        };
+                        return Err(de::Error::unknown_field(&key, allowed));
+                    };
+                    match name {
+                        "type" => fill(&mut map, &mut kind, "type")?,
+                        "argv" => fill(&mut map, &mut argv, "argv")?,
+                        "user" => fill(&mut map, &mut ssh.user, "user")?,
+                        "port" => {
+                            let mut port: Option<Port> = ssh.port.map(Port);
+                            fill(&mut map, &mut port, "port")?;
+                            ssh.port = port.map(|p| p.0);
+                        }
+                        "identity_file" => fill(&mut map, &mut ssh.identity_file, "identity_file")?,
+                        "known_hosts" => fill(&mut map, &mut ssh.known_hosts, "known_hosts")?,
+                        "connect_timeout" => fill(&mut map, &mut ssh.connect_timeout, "connect_timeout")?,
+                        "control_persist" => fill(&mut map, &mut ssh.control_persist, "control_persist")?,
+                        _ => fill(&mut map, &mut ssh.host, "host")?,
                     }
+                    seen.push(name);
+                }
+                let allowed = match kind.as_deref() {
+                    Some("local") => LOCAL_FIELDS,
+                    Some("wrap") => WRAP_FIELDS,
+                    Some("ssh") => SSH_FIELDS,
+                    Some(other) => return Err(unknown(other)),
+                    None => return Err(de::Error::missing_field("type")),
+                };
+                // A key of another executor type is unknown here (reported at the key, then cut out and retried).
+                if let Some(stray) = seen.iter().find(|k| !allowed.contains(k)) {
+                    return Err(de::Error::unknown_field(stray, allowed));
                 }
                 match (kind.as_deref(), argv) {
                     (Some("wrap"), Some(argv)) => Ok(ExecutorConfig::Wrap { argv }),
                     (Some("wrap"), None) => Err(de::Error::missing_field("argv")),
-                    (Some("local"), None) => Ok(ExecutorConfig::Local),
-                    (Some("local"), Some(_)) => {
-                        Err(de::Error::custom("`argv` belongs to `type: wrap`; a local executor takes none"))
-                    }
-                    (Some(other), _) => Err(unknown(other)),
-                    (None, _) => Err(de::Error::missing_field("type")),
+                    (Some("ssh"), _) => Ok(ExecutorConfig::Ssh(ssh)),
+                    _ => Ok(ExecutorConfig::Local),
                 }
             }
         }

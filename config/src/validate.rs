@@ -13,7 +13,7 @@ use crate::load::CalendarSpec;
 use crate::locate::{key, Issue, Seg};
 use crate::schema::{
     AwsEc2Target, CalendarConfig, ChaosConfig, ExecutorConfig, GorillaAction, GorillaConfig, HostsTarget,
-    Policy, TargetConfig,
+    LatencyConfig, LatencyVia, Policy, SshExecutorConfig, TargetConfig,
 };
 use crate::structural::closest;
 use crate::template;
@@ -268,6 +268,7 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
     }
     match &h.executor {
         ExecutorConfig::Local => {}
+        ExecutorConfig::Ssh(ssh) => ssh_executor(ssh, &at(&[key("executor")]), issues),
         ExecutorConfig::Wrap { argv } => {
             let p = at(&[key("executor"), key("argv")]);
             if argv.is_empty() {
@@ -279,7 +280,7 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
             check_argv(argv, &p, issues);
         }
     }
-    if h.timeout.is_some_and(|t| t.as_secs() == 0) {
+    if h.timeout.is_some_and(|t| t.std().is_zero()) {
         issues.push(Issue::at(at(&[key("timeout")]), "the timeout must be longer than 0s"));
     }
     if let Some(o) = &h.opt_in {
@@ -444,6 +445,60 @@ pub(crate) fn check_endpoint_url(u: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks an `executor: { type: ssh, … }` found at `base`.
+fn ssh_executor(ssh: &SshExecutorConfig, base: &[Seg], issues: &mut Vec<Issue>) {
+    let at = |f: &str| {
+        let mut p = base.to_vec();
+        p.push(key(f));
+        p
+    };
+    if ssh.port == Some(0) {
+        issues
+            .push(Issue::at(at("port"), "the ssh port must be 1..=65535, not 0").hint("22 is ssh's default"));
+    }
+    for (field, value, hint) in [
+        ("user", &ssh.user, "remove `user` to use ssh's default (your ssh config, else your login name)"),
+        (
+            "identity_file",
+            &ssh.identity_file,
+            "remove `identity_file` to use your ssh agent and default keys",
+        ),
+        ("known_hosts", &ssh.known_hosts, "remove `known_hosts` to use ~/.ssh/known_hosts"),
+    ] {
+        let Some(value) = value else { continue };
+        if value.trim().is_empty() {
+            issues.push(Issue::at(at(field), format!("the ssh `{field}` must not be empty")).hint(hint));
+        } else if value.chars().any(char::is_control) {
+            issues
+                .push(Issue::at(at(field), format!("the ssh `{field}` must not contain control characters")));
+        }
+    }
+    if let Some(host) = &ssh.host {
+        if host.trim().is_empty() {
+            issues.push(
+                Issue::at(at("host"), "the ssh `host` must not be empty").hint(
+                    "remove `host` to connect to `{address}` (else `{id}`), or give e.g. `{id}.internal`",
+                ),
+            );
+        } else if let Err(e) = template::pieces(host) {
+            let mut issue = Issue::at(at("host"), e.to_string());
+            if let Some(hint) = e.hint() {
+                issue = issue.hint(hint);
+            }
+            issues.push(issue);
+        }
+    }
+    if ssh.connect_timeout.is_some_and(|t| t.std().is_zero()) {
+        issues.push(Issue::at(at("connect_timeout"), "the ssh connect timeout must be longer than 0s"));
+    }
+    if ssh.control_persist.is_some_and(|t| t.std().is_zero()) {
+        issues.push(
+            Issue::at(at("control_persist"), "`control_persist` must be longer than 0s")
+                .hint("ssh would keep an idle shared connection open forever at 0; give e.g. 60s"),
+        );
+    }
+}
+
 /// Checks the placeholders of every element of an argv template.
 fn check_argv(argv: &[String], base: &[Seg], issues: &mut Vec<Issue>) {
     for (i, el) in argv.iter().enumerate() {
@@ -464,6 +519,7 @@ fn monkey_schedule(policy: &Policy, m: MonkeyName) -> Option<Option<&str>> {
     match m {
         MonkeyName::Chaos => policy.monkeys.chaos.as_ref().map(|c| c.schedule.as_deref()),
         MonkeyName::Gorilla => policy.monkeys.gorilla.as_ref().map(|c| c.schedule.as_deref()),
+        MonkeyName::Latency => policy.monkeys.latency.as_ref().map(|c| c.schedule.as_deref()),
     }
 }
 
@@ -501,9 +557,90 @@ fn monkeys(policy: &Policy, all_targets: bool, issues: &mut Vec<Issue>) -> BTree
                     gorilla(g, &policy.targets, all_targets, &base, issues);
                 }
             }
+            MonkeyName::Latency => {
+                if let Some(l) = &policy.monkeys.latency {
+                    latency(l, &base, issues);
+                }
+            }
         }
     }
     schedules
+}
+
+fn latency(l: &LatencyConfig, base: &[Seg], issues: &mut Vec<Issue>) {
+    let at = |f: &str| {
+        let mut p = base.to_vec();
+        p.push(key(f));
+        p
+    };
+    let at_index = |f: &str, i: usize, g: &str| {
+        let mut p = at(f);
+        p.push(Seg::Index(i));
+        p.push(key(g));
+        p
+    };
+    match l.delay {
+        None => {
+            let mut issue =
+                Issue::at(base.to_vec(), "the latency monkey needs a `delay`").hint("e.g. `delay: 200ms`");
+            issue.at_key = true;
+            issues.push(issue);
+        }
+        Some(d) if d.std().is_zero() && l.jitter.is_none_or(|j| j.std().is_zero()) => issues.push(
+            Issue::at(at("delay"), "a delay of 0 with no jitter adds nothing").hint("e.g. `delay: 200ms`"),
+        ),
+        Some(_) => {}
+    }
+    if l.interface.trim().is_empty() {
+        issues.push(
+            Issue::at(at("interface"), "the interface must not be empty")
+                .hint("`auto` uses the interface of the default route"),
+        );
+    }
+    if l.duration.is_some_and(|d| d.std().is_zero()) {
+        issues.push(Issue::at(at("duration"), "the latency duration must be longer than 0s"));
+    }
+    if l.hosts_per_group == 0 {
+        issues.push(Issue::at(at("hosts_per_group"), "hosts_per_group must be at least 1"));
+    }
+    match l.via {
+        LatencyVia::Proxy if l.proxies.is_empty() => issues.push(
+            Issue::at(at("via"), "`via: proxy` needs at least one entry in `proxies`")
+                .hint("e.g. `proxies: [{ listen: \"127.0.0.1:18080\", upstream: \"127.0.0.1:8080\" }]`"),
+        ),
+        LatencyVia::Tc if !l.proxies.is_empty() => issues.push(
+            Issue::at(at("proxies"), "`proxies` are used with `via: proxy` only")
+                .hint("set `via: proxy`, or remove `proxies`"),
+        ),
+        LatencyVia::Proxy | LatencyVia::Tc => {}
+    }
+    let mut listens = HashSet::new();
+    for (i, p) in l.proxies.iter().enumerate() {
+        if p.listen.parse::<std::net::SocketAddr>().is_err() {
+            issues.push(
+                Issue::at(at_index("proxies", i, "listen"), format!("invalid listen address `{}`", p.listen))
+                    .hint("an IP and a port, e.g. `127.0.0.1:18080`"),
+            );
+        } else if !listens.insert(p.listen.clone()) {
+            issues.push(Issue::at(
+                at_index("proxies", i, "listen"),
+                format!("duplicate listen address `{}`", p.listen),
+            ));
+        }
+        let port_ok = p
+            .upstream
+            .rsplit_once(':')
+            .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0));
+        if !port_ok {
+            issues.push(
+                Issue::at(
+                    at_index("proxies", i, "upstream"),
+                    format!("invalid upstream address `{}`", p.upstream),
+                )
+                .hint("a host and a port, e.g. `127.0.0.1:8080`"),
+            );
+        }
+    }
 }
 
 fn gorilla(
@@ -532,7 +669,7 @@ fn gorilla(
             )
             .hint("remove `duration`, or use `action: isolate`"),
         ),
-        (GorillaAction::Isolate, Some(d)) if d.as_secs() == 0 => {
+        (GorillaAction::Isolate, Some(d)) if d.std().is_zero() => {
             issues.push(Issue::at(at("duration"), "the isolation duration must be longer than 0s"))
         }
         (GorillaAction::Isolate, _) | (GorillaAction::Terminate, None) => {}
@@ -580,7 +717,7 @@ fn chaos(c: &ChaosConfig, base: &[Seg], issues: &mut Vec<Issue>) {
                 .hint("keep one of them"),
             );
         }
-        if m.as_secs() == 0 {
+        if m.std().is_zero() {
             issues.push(Issue::at(
                 at("mean_time_between_kills"),
                 "mean_time_between_kills must be longer than 0s",

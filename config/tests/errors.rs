@@ -264,7 +264,7 @@ targets:
     executor: { type: wrap, argv: ["docker", "exec", "{ip}"], user: root }
   - type: hosts
     name: b
-    executor: ssh
+    executor: rsh
 "#;
     insta::assert_snapshot!("removed_items", errors(text, &[]));
 }
@@ -374,4 +374,71 @@ monkeys:
     assert_eq!(g.action, simian_config::GorillaAction::Isolate);
     assert_eq!(g.duration.map(|d| d.as_secs()), Some(45 * 60));
     assert!(p.schedules.contains_key(&simian_config::MonkeyName::Gorilla));
+}
+
+#[test]
+fn ssh_executor_errors() {
+    let text = r#"version: 1
+targets:
+  - type: hosts
+    name: a
+    executor:
+      type: ssh
+      user: ""
+      port: 0
+      identity_file: " "
+      known_hosts: ""
+      connect_timeout: 0s
+      control_persist: 0s
+      host: "{adress}.internal"
+  - type: hosts
+    name: b
+    executor: { user: root, type: ssh, argv: [sudo], prot: 22 }
+  - type: hosts
+    name: c
+    executor: { type: ssh, port: 70000, connect_timeout: soon, host: "{id" }
+  - type: hosts
+    name: d
+    executor: { type: wrap, argv: [sudo], user: root }
+  - type: hosts
+    name: e
+    executor: { type: ssh, host: "" }
+"#;
+    insta::assert_snapshot!("ssh_executor_errors", errors(text, &[]));
+}
+
+#[test]
+fn ssh_executor_accepted() {
+    let text = r#"version: 1
+targets:
+  - type: hosts
+    name: a
+    executor: { type: ssh, user: root, port: 22, identity_file: ~/.ssh/simian, known_hosts: ~/.ssh/known_hosts }
+  - type: hosts
+    name: b
+    executor: { type: ssh, host: "{id}.lab", connect_timeout: 3s, control_persist: 5m }
+  - type: hosts
+    name: c
+    executor: ssh
+"#;
+    let loaded = try_load(text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let executors: Vec<_> = loaded
+        .policy
+        .targets
+        .iter()
+        .map(|t| match t {
+            simian_config::TargetConfig::Hosts(h) => h.executor.clone(),
+            other => panic!("not hosts: {other:?}"),
+        })
+        .collect();
+    let simian_config::ExecutorConfig::Ssh(a) = &executors[0] else { panic!("{:?}", executors[0]) };
+    assert_eq!(a.user.as_deref(), Some("root"));
+    assert_eq!(a.port, Some(22));
+    assert_eq!(a.identity_file.as_deref(), Some("~/.ssh/simian"));
+    assert_eq!(a.known_hosts.as_deref(), Some("~/.ssh/known_hosts"));
+    let simian_config::ExecutorConfig::Ssh(b) = &executors[1] else { panic!("{:?}", executors[1]) };
+    assert_eq!(b.host.as_deref(), Some("{id}.lab"));
+    assert_eq!(b.connect_timeout.map(|d| d.as_secs()), Some(3));
+    assert_eq!(b.control_persist.map(|d| d.as_secs()), Some(300));
+    assert_eq!(executors[2], simian_config::ExecutorConfig::Ssh(Default::default()));
 }

@@ -4,6 +4,7 @@
 pub mod chaos;
 pub mod eligibility;
 pub mod gorilla;
+pub mod latency;
 pub mod model;
 
 pub use model::*;

@@ -37,6 +37,10 @@ pub enum Action {
     Isolate,
     /// Undo an isolation.
     Restore,
+    /// Add network delay (Latency Monkey).
+    InjectLatency,
+    /// Take the delay away again.
+    RevertLatency,
     /// The run as a whole (used by run-level refusals such as the kill switch).
     Run,
 }
@@ -48,6 +52,8 @@ impl Action {
             Action::Terminate => "terminate",
             Action::Isolate => "isolate",
             Action::Restore => "restore",
+            Action::InjectLatency => "inject_latency",
+            Action::RevertLatency => "revert_latency",
             Action::Run => "run",
         }
     }
@@ -133,6 +139,9 @@ pub struct Finding {
     pub severity: Severity,
     /// What happened and why, in a sentence.
     pub message: String,
+    /// Structured extras (Latency Monkey: interface, delay, jitter, loss, deadline); omitted when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
 }
 
 impl Finding {
@@ -153,6 +162,7 @@ impl Finding {
             zone: None,
             severity,
             message: message.into(),
+            details: BTreeMap::new(),
         }
     }
 
@@ -175,6 +185,7 @@ impl Finding {
             zone: inst.zone.clone(),
             severity,
             message: message.into(),
+            details: BTreeMap::new(),
         }
     }
 }
@@ -231,6 +242,26 @@ pub enum Undo {
         /// The instance as it was when isolated (the template's values).
         instance: Instance,
     },
+    /// Latency Monkey's netem: delete simian's root qdisc on this interface, if it is still simian's.
+    Netem {
+        /// The instance (reached through its target's executor).
+        instance: Instance,
+        /// Network interface.
+        interface: String,
+        /// simian's qdisc handle, e.g. `5117:`.
+        handle: String,
+    },
+}
+
+/// What a command run on an instance printed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandOutput {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit status (0 = success).
+    pub status: i32,
 }
 
 /// The port through which monkeys change the world; targets implement it.
@@ -257,4 +288,12 @@ pub trait Actuator: Sync {
 
     /// Undo an isolation of an instance of target `target`; safe to repeat.
     fn restore(&self, target: &str, undo: &Undo) -> impl Future<Output = Result<String, ActionError>> + Send;
+
+    /// Run argv on the instance through its target's executor; a non-zero exit is returned, not an error
+    /// (monkeys probe with it). Err = the command could not run at all (no executor, timeout, ssh failure).
+    fn run_on(
+        &self,
+        inst: &Instance,
+        argv: &[String],
+    ) -> impl Future<Output = Result<CommandOutput, ActionError>> + Send;
 }

@@ -87,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
         error TEXT
      );
      CREATE INDEX faults_open ON faults(state, expires_ms);",
+    // 3: structured details of a finding (JSON object), e.g. Latency Monkey's delay and deadline.
+    "ALTER TABLE findings ADD COLUMN details TEXT;",
 ];
 
 /// Result of asking to kill in a group.
@@ -237,8 +239,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "INSERT INTO findings (run_id, at_ms, mode, dry_run, monkey, action, outcome, target, instance, grp, zone, severity, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                "INSERT INTO findings (run_id, at_ms, mode, dry_run, monkey, action, outcome, target, instance, grp, zone, severity, message, details)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     run_id,
                     ms(at),
@@ -252,7 +254,8 @@ impl Store {
                     f.group,
                     f.zone,
                     f.severity.as_str(),
-                    f.message
+                    f.message,
+                    (!f.details.is_empty()).then(|| serde_json::to_string(&f.details).unwrap_or_default())
                 ],
             )
             .map(|_| ())
@@ -440,7 +443,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT run_id, at_ms, mode, monkey, action, outcome, target, instance, grp, zone, severity, message
+                "SELECT run_id, at_ms, mode, monkey, action, outcome, target, instance, grp, zone, severity, message, details
                  FROM findings WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC",
             )
             .map_err(|e| self.wrap(e))?;
@@ -460,17 +463,45 @@ impl Store {
                     r.get::<_, Option<String>>(9)?,
                     text(10)?,
                     text(11)?,
+                    r.get::<_, Option<String>>(12)?,
                 ))
             })
             .map_err(|e| self.wrap(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (run_id, at, mode, monkey, action, outcome, target, instance, group, zone, severity, message) =
-                row.map_err(|e| self.wrap(e))?;
+            let (
+                run_id,
+                at,
+                mode,
+                monkey,
+                action,
+                outcome,
+                target,
+                instance,
+                group,
+                zone,
+                severity,
+                message,
+                details,
+            ) = row.map_err(|e| self.wrap(e))?;
             // Rows from a newer simian with names this one does not know are skipped, not fatal.
             let Some(finding) =
                 decode(&monkey, &action, &outcome, &severity).map(|(monkey, action, outcome, severity)| {
-                    Finding { monkey, action, outcome, target, instance, group, zone, severity, message }
+                    Finding {
+                        monkey,
+                        action,
+                        outcome,
+                        target,
+                        instance,
+                        group,
+                        zone,
+                        severity,
+                        message,
+                        details: details
+                            .as_deref()
+                            .and_then(|d| serde_json::from_str(d).ok())
+                            .unwrap_or_default(),
+                    }
                 })
             else {
                 continue;
@@ -488,9 +519,16 @@ fn decode(
     severity: &str,
 ) -> Option<(MonkeyName, Action, Outcome, Severity)> {
     let monkey = monkey.parse().ok()?;
-    let action = [Action::Terminate, Action::Isolate, Action::Restore, Action::Run]
-        .into_iter()
-        .find(|a| a.as_str() == action)?;
+    let action = [
+        Action::Terminate,
+        Action::Isolate,
+        Action::Restore,
+        Action::InjectLatency,
+        Action::RevertLatency,
+        Action::Run,
+    ]
+    .into_iter()
+    .find(|a| a.as_str() == action)?;
     let outcome = [Outcome::Planned, Outcome::Done, Outcome::Failed, Outcome::Skipped]
         .into_iter()
         .find(|o| o.as_str() == outcome)?;

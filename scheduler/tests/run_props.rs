@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use proptest::prelude::*;
-use simian_monkeys::{ActionError, Actuator, Instance, Outcome, Undo};
+use simian_monkeys::{ActionError, Actuator, CommandOutput, Instance, Outcome, Undo};
 use simian_scheduler::run::{run_once, RunContext, RunOptions};
 use simian_scheduler::store::Store;
 
@@ -31,6 +31,11 @@ impl Actuator for Recorder {
     async fn isolate(&self, inst: &Instance, _undo: &Undo) -> Result<String, ActionError> {
         self.calls.lock().unwrap().push(inst.clone());
         Ok("recorded".into())
+    }
+
+    async fn run_on(&self, inst: &Instance, _argv: &[String]) -> Result<CommandOutput, ActionError> {
+        self.calls.lock().unwrap().push(inst.clone());
+        Ok(CommandOutput::default())
     }
 
     async fn restore(&self, _target: &str, undo: &Undo) -> Result<String, ActionError> {

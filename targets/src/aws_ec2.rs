@@ -648,8 +648,19 @@ impl Ec2Target {
 
     /// Puts back the security groups recorded in `undo`; repeating it is harmless.
     pub async fn restore(&self, undo: &Undo) -> Result<String, ActionError> {
-        let Undo::Ec2Groups { region, instance_id, groups, isolation_group } = undo else {
-            return Err(ActionError(format!("target `{}` cannot restore a hosts undo record", self.name)));
+        let (region, instance_id, groups, isolation_group) = match undo {
+            Undo::Ec2Groups { region, instance_id, groups, isolation_group } => {
+                (region, instance_id, groups, isolation_group)
+            }
+            Undo::HostsCommand { .. } => {
+                return Err(ActionError(format!("target `{}` cannot restore a hosts undo record", self.name)))
+            }
+            Undo::Netem { .. } => {
+                return Err(ActionError(format!(
+                    "target `{}` (aws_ec2) cannot remove a netem qdisc: it cannot run commands on instances",
+                    self.name
+                )))
+            }
         };
         self.set_groups(region, instance_id, groups).await?;
         info!(target_name = %self.name, instance = %instance_id, region = %region, "restored instance");

@@ -1,7 +1,8 @@
-//! Executors: how an argv reaches an instance — run here (`local`) or behind a templated prefix (`wrap`).
+//! Executors: how an argv reaches an instance — run here (`local`), behind a templated prefix (`wrap`), or on
+//! the instance through the OpenSSH client (`ssh`, see [`crate::ssh`]).
 //!
-//! Commands are argv vectors run without a shell, stdin closed, output captured, under a timeout after which
-//! the child is killed.
+//! Commands are argv vectors run without a local shell, stdin closed, output captured, under a timeout after
+//! which the local child (for ssh: the ssh client) is killed.
 
 use std::fmt::Write as _;
 use std::process::{ExitStatus, Stdio};
@@ -13,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tracing::debug;
 
+use crate::ssh::{ssh_reason, SshExecutor, SSH_FAILURE_STATUS};
 use crate::template::{self, TemplateError};
 
 /// At most this much of each output stream is kept; the rest is read and dropped.
@@ -30,6 +32,8 @@ pub enum Executor {
         /// The prefix template, e.g. `["docker", "exec", "{id}"]`.
         prefix: Vec<String>,
     },
+    /// Run argv on the instance through the OpenSSH client, quoted once for the remote shell.
+    Ssh(SshExecutor),
 }
 
 /// What a finished command printed and how it exited.
@@ -39,7 +43,8 @@ pub struct Output {
     pub stdout: String,
     /// Standard error (lossy UTF-8, at most 1 MiB).
     pub stderr: String,
-    /// Exit status (always 0 in an `Ok`).
+    /// Exit status: always 0 from [`Executor::run`]; from [`Executor::output`] the exit code, or 128 + the
+    /// signal that ended the command.
     pub status: i32,
 }
 
@@ -63,24 +68,38 @@ pub enum ExecError {
         kind: std::io::ErrorKind,
     },
     /// The command outlived its timeout and was killed.
-    #[error("timed out after {} running `{argv}`", human(*.after))]
+    #[error("timed out after {} running `{argv}`{}", human(*.after), on_suffix(.on))]
     Timeout {
         /// The whole argv, for display.
         argv: String,
+        /// Where it ran when not here, e.g. `root@web-1:22 over ssh`.
+        on: Option<String>,
         /// The timeout that elapsed.
         after: Duration,
     },
     /// The command ran and failed.
-    #[error("`{argv}` {}{}", describe(*.status, *.signal), stderr_suffix(.stderr))]
+    #[error("`{argv}`{} {}{}", on_suffix(.on), describe(*.status, *.signal), stderr_suffix(.stderr))]
     Failed {
-        /// The whole argv, for display.
+        /// The whole argv, for display (for ssh: the remote command).
         argv: String,
+        /// Where it ran when not here, e.g. `root@web-1:22 over ssh`.
+        on: Option<String>,
         /// The exit code, or `None` when a signal ended it.
         status: Option<i32>,
         /// The signal that ended it, if any.
         signal: Option<i32>,
         /// Trimmed standard error, truncated to about 2 KB.
         stderr: String,
+    },
+    /// `ssh` itself failed (exit status 255): no connection, authentication refused, unknown host key.
+    ///
+    /// A remote command that exits with 255 is indistinguishable from this and reported the same way.
+    #[error("ssh to {host} failed: {reason}")]
+    Ssh {
+        /// The destination, e.g. `root@10.0.0.7:22`.
+        host: String,
+        /// What ssh said (its stderr).
+        reason: String,
     },
     /// Waiting for the command or reading its output failed.
     #[error("lost track of `{argv}`: {reason}")]
@@ -97,6 +116,13 @@ fn describe(status: Option<i32>, signal: Option<i32>) -> String {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!("was killed by signal {sig}"),
         (None, None) => "ended without an exit status".to_string(),
+    }
+}
+
+fn on_suffix(on: &Option<String>) -> String {
+    match on {
+        Some(on) => format!(" on {on}"),
+        None => String::new(),
     }
 }
 
@@ -194,6 +220,7 @@ impl Executor {
         match config {
             ExecutorConfig::Local => Executor::Local,
             ExecutorConfig::Wrap { argv } => Executor::Wrap { prefix: argv.clone() },
+            ExecutorConfig::Ssh(ssh) => Executor::Ssh(SshExecutor::from_config(ssh)),
         }
     }
 
@@ -206,6 +233,18 @@ impl Executor {
                 full.extend_from_slice(argv);
                 Ok(full)
             }
+            Executor::Ssh(ssh) => ssh.command_line(inst, argv),
+        }
+    }
+
+    /// `argv` on `inst` as messages show it: ``` `kill -TERM 42` ``` (with the prefix for wrap; with the
+    /// destination for ssh: ``` `kill -TERM 42` on root@web-1:22 over ssh ```).
+    pub fn describe(&self, inst: &Instance, argv: &[String]) -> Result<String, ExecError> {
+        match self {
+            Executor::Local | Executor::Wrap { .. } => {
+                Ok(format!("`{}`", display_argv(&self.command_line(inst, argv)?)))
+            }
+            Executor::Ssh(ssh) => ssh.describe(inst, argv),
         }
     }
 
@@ -216,14 +255,96 @@ impl Executor {
         argv: &[String],
         timeout: Duration,
     ) -> Result<Output, ExecError> {
+        let (out, signal) = self.exec(inst, argv, timeout).await?;
+        if out.status == 0 && signal.is_none() {
+            return Ok(out);
+        }
+        let (shown, on) = self.shown(inst, argv)?;
+        Err(ExecError::Failed {
+            argv: shown,
+            on,
+            status: (signal.is_none() && out.status >= 0).then_some(out.status),
+            signal,
+            stderr: truncate(&out.stderr, MAX_STDERR_IN_ERROR),
+        })
+    }
+
+    /// Runs `argv` for `inst` like [`Executor::run`], but a non-zero exit is returned in the [`Output`]
+    /// (`status`: the exit code, or 128 + the signal that ended a local command), not as an error.
+    ///
+    /// Errors: the command could not be started, timed out, or (ssh) the connection failed.
+    pub async fn output(
+        &self,
+        inst: &Instance,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<Output, ExecError> {
+        Ok(self.exec(inst, argv, timeout).await?.0)
+    }
+
+    /// Runs `argv` for `inst`: its output whatever the exit status, and the signal that ended it, if any.
+    async fn exec(
+        &self,
+        inst: &Instance,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<(Output, Option<i32>), ExecError> {
         let full = self.command_line(inst, argv)?;
+        if let Executor::Ssh(ssh) = self {
+            if let Err(why) = ssh.prepare_control_dir() {
+                // Still works, just without a shared connection: ssh falls back when it cannot bind.
+                debug!(instance = %inst.id, reason = %why, "cannot prepare the ssh control directory");
+            }
+        }
         debug!(instance = %inst.id, argv = ?full, "running command");
-        run_argv(&full, timeout).await
+        let (shown, on) = self.shown(inst, argv)?;
+        let (out, signal) = match spawn_and_wait(&full, timeout).await {
+            Ok(done) => done,
+            Err(ExecError::Timeout { after, .. }) => {
+                return Err(ExecError::Timeout { argv: shown, on, after });
+            }
+            Err(e) => return Err(e),
+        };
+        if let (Executor::Ssh(ssh), SSH_FAILURE_STATUS) = (self, out.status) {
+            return Err(ExecError::Ssh {
+                host: ssh.destination(&ssh.host_for(inst)?),
+                reason: truncate(&ssh_reason(&out.stderr), MAX_STDERR_IN_ERROR),
+            });
+        }
+        Ok((out, signal))
+    }
+
+    /// The argv as errors show it, and where it runs when not here.
+    fn shown(&self, inst: &Instance, argv: &[String]) -> Result<(String, Option<String>), ExecError> {
+        match self {
+            Executor::Local | Executor::Wrap { .. } => {
+                Ok((display_argv(&self.command_line(inst, argv)?), None))
+            }
+            Executor::Ssh(ssh) => {
+                Ok((display_argv(argv), Some(format!("{} over ssh", ssh.destination(&ssh.host_for(inst)?)))))
+            }
+        }
     }
 }
 
 /// Runs `argv` on this machine without a shell, stdin closed, output captured, killed after `timeout`.
 pub async fn run_argv(argv: &[String], timeout: Duration) -> Result<Output, ExecError> {
+    let (out, signal) = spawn_and_wait(argv, timeout).await?;
+    if out.status == 0 && signal.is_none() {
+        return Ok(out);
+    }
+    Err(ExecError::Failed {
+        argv: display_argv(argv),
+        on: None,
+        status: (signal.is_none() && out.status >= 0).then_some(out.status),
+        signal,
+        stderr: truncate(&out.stderr, MAX_STDERR_IN_ERROR),
+    })
+}
+
+/// Runs `argv` to its end (or kills it after `timeout`); the output whatever the exit status, and the signal
+/// that ended it, if any (`status` is then 128 + the signal).
+async fn spawn_and_wait(argv: &[String], timeout: Duration) -> Result<(Output, Option<i32>), ExecError> {
     let Some((program, args)) = argv.split_first() else {
         return Err(ExecError::Empty);
     };
@@ -246,22 +367,20 @@ pub async fn run_argv(argv: &[String], timeout: Duration) -> Result<Output, Exec
             // SIGKILL and reap; if it already exited, there is nothing left to do.
             let _ = child.kill().await;
             debug!(argv = ?argv, timeout_ms = timeout.as_millis() as u64, "killed command after timeout");
-            return Err(ExecError::Timeout { argv: display_argv(argv), after: timeout });
+            return Err(ExecError::Timeout { argv: display_argv(argv), on: None, after: timeout });
         }
     };
     let wait_err = |e: std::io::Error| ExecError::Wait { argv: display_argv(argv), reason: reason(&e) };
     let status = status.map_err(wait_err)?;
     let stdout = String::from_utf8_lossy(&out.map_err(wait_err)?).into_owned();
     let stderr = String::from_utf8_lossy(&err.map_err(wait_err)?).into_owned();
-    match status.code() {
-        Some(0) => Ok(Output { stdout, stderr, status: 0 }),
-        code => Err(ExecError::Failed {
-            argv: display_argv(argv),
-            status: code,
-            signal: signal_of(&status),
-            stderr: truncate(&stderr, MAX_STDERR_IN_ERROR),
-        }),
-    }
+    let signal = signal_of(&status);
+    let code = match (status.code(), signal) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => -1,
+    };
+    Ok((Output { stdout, stderr, status: code }, if status.code().is_some() { None } else { signal }))
 }
 
 #[cfg(test)]

@@ -2,20 +2,25 @@
 //!
 //! [`Target`] is one configured source of instances (a static `hosts` list, or EC2 through [`aws_ec2`]); [`Fleet`]
 //! is every target of a policy and routes each action to the target its instance came from. Both implement the
-//! monkeys' [`Actuator`] port. Commands are argv [`template`]s run by an [`exec::Executor`], never through a shell.
+//! monkeys' [`Actuator`] port. Commands are argv [`template`]s run by an [`exec::Executor`], never through a local
+//! shell; over [`ssh`] each argument is quoted once, by [`shell_quote`], for the remote shell.
 #![forbid(unsafe_code)]
 
 pub mod aws_ec2;
 pub mod exec;
 pub mod hosts;
+pub mod quote;
+pub mod ssh;
 pub mod template;
 
 use simian_config::{OptIn, Policy, TargetConfig};
-use simian_monkeys::{ActionError, Actuator, Instance, Undo};
+use simian_monkeys::{ActionError, Actuator, CommandOutput, Instance, Undo};
 
 pub use aws_ec2::Ec2Target;
 pub use exec::{display_argv, ExecError, Executor, Output};
 pub use hosts::Hosts;
+pub use quote::shell_quote;
+pub use ssh::SshExecutor;
 pub use template::{Placeholder, TemplateError};
 
 /// Why a target could not list its instances.
@@ -156,6 +161,22 @@ impl Actuator for Target {
             Target::AwsEc2(a) => a.restore(undo).await,
         }
     }
+
+    async fn run_on(&self, inst: &Instance, argv: &[String]) -> Result<CommandOutput, ActionError> {
+        if inst.target != self.name() {
+            return Err(ActionError(format!(
+                "target `{}` cannot run commands on an instance of target `{}`",
+                self.name(),
+                inst.target
+            )));
+        }
+        match self {
+            Target::Hosts(h) => h.run_on(inst, argv).await,
+            Target::AwsEc2(a) => {
+                Err(ActionError(format!("target `{}` (aws_ec2) cannot run commands on instances", a.name())))
+            }
+        }
+    }
 }
 
 /// Every target of a policy.
@@ -252,5 +273,9 @@ impl Actuator for Fleet {
 
     async fn restore(&self, target: &str, undo: &Undo) -> Result<String, ActionError> {
         self.route(target)?.restore(target, undo).await
+    }
+
+    async fn run_on(&self, inst: &Instance, argv: &[String]) -> Result<CommandOutput, ActionError> {
+        self.route(&inst.target)?.run_on(inst, argv).await
     }
 }

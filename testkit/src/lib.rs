@@ -6,8 +6,13 @@
 //! [`Moto::network`] creates a VPC with one subnet in each of [`ZONES`] and two security groups, and
 //! [`Network::launch`] runs tagged instances in batches of 100.
 //!
+//! [`vm::Guest`] boots a real Linux guest with `sch_netem` under QEMU, reachable over SSH (see [`vm`]).
+//!
 //! Dev-only: `publish = false`, used from `[dev-dependencies]`.
 #![forbid(unsafe_code)]
+
+pub mod sshd;
+pub mod vm;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -69,6 +69,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             return Ok(());
         }
         let history: BTreeMap<_, _> = self.store.last_live_kills()?;
+        let mut batch: Vec<(Instance, i64, usize)> = Vec::new();
         let decisions = chaos::plan(&part.eligible, &history, &params, now, rng);
         for d in decisions {
             let skipped = |group: &(String, String), why: String| group_skip(m, &part.eligible, group, why);
@@ -87,65 +88,91 @@ impl<A: Actuator> Round<'_, '_, A> {
                 Decision::LimitReached { group, limit } => {
                     out.push(skipped(&group, format!("max_kills_per_run ({limit}) reached")))
                 }
-                Decision::Kill { victim, eligible } => {
-                    out.push(self.terminate(&params, &victim, eligible).await?)
-                }
+                Decision::Kill { victim, eligible } => match self.claim(&params, &victim, eligible)? {
+                    Ok(kill_id) => batch.push((victim, kill_id, eligible)),
+                    Err(finding) => out.push(finding),
+                },
             }
+        }
+        // One batch: a cloud target terminates them in as few calls as it can.
+        let victims: Vec<Instance> = batch.iter().map(|(v, ..)| v.clone()).collect();
+        let results =
+            if victims.is_empty() { Vec::new() } else { self.ctx.actuator.terminate_many(&victims).await };
+        for ((victim, kill_id, eligible), result) in batch.into_iter().zip(results) {
+            self.store.finish_kill(kill_id, result.is_ok())?;
+            out.push(match result {
+                Ok(note) => {
+                    info!(instance = %victim.id, group = %victim.group, "terminated instance");
+                    Finding::about(
+                        m,
+                        Action::Terminate,
+                        Outcome::Done,
+                        Severity::Warning,
+                        &victim,
+                        format!("terminated (1 of {eligible} eligible in group): {note}"),
+                    )
+                }
+                Err(e) => {
+                    warn!(instance = %victim.id, error = %e, "terminate failed");
+                    Finding::about(
+                        m,
+                        Action::Terminate,
+                        Outcome::Failed,
+                        Severity::Critical,
+                        &victim,
+                        format!("terminate failed: {e}"),
+                    )
+                }
+            });
         }
         Ok(())
     }
 
-    /// Terminate one chosen victim: dry-run stops here; live re-checks guards, journals, acts.
-    async fn terminate(
+    /// Everything before terminating one victim: dry-run stops here; live re-checks guards and journals the
+    /// kill (atomically with the spacing check). Ok(kill id) = go ahead; Err(finding) = not this one.
+    #[allow(clippy::result_large_err)]
+    fn claim(
         &mut self,
         params: &ChaosParams,
         victim: &Instance,
         eligible: usize,
-    ) -> Result<Finding, RunError> {
+    ) -> Result<Result<i64, Finding>, RunError> {
         let m = MonkeyName::Chaos;
         let about = |outcome, severity, msg: String| {
             Finding::about(m, Action::Terminate, outcome, severity, victim, msg)
         };
         if self.mode == Mode::DryRun {
-            return Ok(about(
+            return Ok(Err(about(
                 Outcome::Planned,
                 Severity::Info,
                 format!("would terminate (1 of {eligible} eligible in group); dry-run"),
-            ));
+            )));
+        }
+        if self.opts.shutdown.is_cancelled() {
+            return Ok(Err(about(
+                Outcome::Skipped,
+                Severity::Info,
+                "simian is shutting down (signal); not acting".into(),
+            )));
         }
         if let Err(why) = recheck(self.ctx.reload, m, self.opts, victim) {
             warn!(instance = %victim.id, reason = %why, "guard refused action");
-            return Ok(about(Outcome::Skipped, Severity::Info, format!("guard re-check refused: {why}")));
+            return Ok(Err(about(
+                Outcome::Skipped,
+                Severity::Info,
+                format!("guard re-check refused: {why}"),
+            )));
         }
-        let claim = self.store.claim_kill(&self.run_id, victim, Utc::now(), params.min_time_between_kills)?;
-        let kill_id = match claim {
-            Claim::Granted(id) => id,
-            Claim::TooRecent(last) => {
-                return Ok(about(
-                    Outcome::Skipped,
-                    Severity::Info,
-                    format!(
-                        "another run killed in this group at {}, younger than min_time_between_kills",
-                        last.with_timezone(&self.policy.tz).to_rfc3339()
-                    ),
-                ))
-            }
-        };
-        let result = self.ctx.actuator.terminate(victim).await;
-        self.store.finish_kill(kill_id, result.is_ok())?;
-        Ok(match result {
-            Ok(note) => {
-                info!(instance = %victim.id, group = %victim.group, "terminated instance");
-                about(
-                    Outcome::Done,
-                    Severity::Warning,
-                    format!("terminated (1 of {eligible} eligible in group): {note}"),
-                )
-            }
-            Err(e) => {
-                warn!(instance = %victim.id, error = %e, "terminate failed");
-                about(Outcome::Failed, Severity::Critical, format!("terminate failed: {e}"))
-            }
+        Ok(match self.store.claim_kill(&self.run_id, victim, Utc::now(), params.min_time_between_kills)? {
+            Claim::Granted(id) => Ok(id),
+            Claim::TooRecent(last) => Err(about(
+                Outcome::Skipped,
+                Severity::Info,
+                format!(
+                    "another run killed in this group at {}, younger than min_time_between_kills",
+                    last.with_timezone(&self.policy.tz).to_rfc3339()
+                ),
+            )),
         })
     }
 }
@@ -166,6 +193,7 @@ fn group_skip(
         zone: None,
         severity: Severity::Info,
         message: format!("{why} ({} eligible)", eligible.get(key).map_or(0, Vec::len)),
+        details: Default::default(),
     }
 }
 

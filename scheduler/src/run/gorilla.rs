@@ -94,6 +94,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                     "zone {zone} holds all {} eligible instance(s) of this group; refusing a total loss (set allow_total_loss: true to allow)",
                     members.len()
                 ),
+                details: Default::default(),
             });
         }
         if self.mode == Mode::DryRun {

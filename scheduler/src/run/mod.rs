@@ -3,6 +3,7 @@
 
 mod chaos;
 mod gorilla;
+mod latency;
 mod revert;
 
 use chrono::{DateTime, Utc};
@@ -73,6 +74,7 @@ pub(crate) fn run_guard(
     let monkey_enabled = match monkey {
         MonkeyName::Chaos => policy.policy.monkeys.chaos.as_ref().is_some_and(|c| c.enabled),
         MonkeyName::Gorilla => policy.policy.monkeys.gorilla.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::Latency => policy.policy.monkeys.latency.as_ref().is_some_and(|c| c.enabled),
     };
     if !monkey_enabled {
         return Some(format!("monkey `{monkey}` is not enabled in the policy"));
@@ -160,6 +162,7 @@ pub async fn run_once<A: Actuator>(
         match monkey {
             MonkeyName::Chaos => round.chaos(&mut rng, &mut out).await?,
             MonkeyName::Gorilla => round.gorilla(&mut rng, &mut out).await?,
+            MonkeyName::Latency => round.latency(&mut rng, &mut out).await?,
         }
         round.record(out)?;
     }

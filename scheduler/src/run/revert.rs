@@ -1,11 +1,19 @@
 //! Undo journaled faults: restore each through its target, mark the journal, report each as a finding.
 
 use chrono::Utc;
-use simian_monkeys::{Action, Actuator, Finding, Outcome, Severity};
+use simian_monkeys::{Action, Actuator, Finding, Outcome, Severity, Undo};
 use tracing::{info, warn};
 
 use super::{Round, RunError};
 use crate::store::OpenFault;
+
+/// The action a revert of this fault is reported as.
+fn revert_action(undo: &Undo) -> Action {
+    match undo {
+        Undo::Ec2Groups { .. } | Undo::HostsCommand { .. } => Action::Restore,
+        Undo::Netem { .. } => Action::RevertLatency,
+    }
+}
 
 /// An error that means there is nothing left to restore (the instance is gone).
 fn instance_gone(message: &str) -> bool {
@@ -16,7 +24,7 @@ fn instance_gone(message: &str) -> bool {
 pub(crate) fn planned(fault: &OpenFault) -> Finding {
     Finding {
         monkey: fault.monkey,
-        action: Action::Restore,
+        action: revert_action(&fault.undo),
         outcome: Outcome::Planned,
         target: Some(fault.target.clone()),
         instance: Some(fault.instance.clone()),
@@ -27,6 +35,7 @@ pub(crate) fn planned(fault: &OpenFault) -> Finding {
             "{} is past its time and would be reverted; dry-run (run `simian revert`)",
             fault.kind
         ),
+        details: Default::default(),
     }
 }
 
@@ -40,7 +49,7 @@ impl<A: Actuator> Round<'_, '_, A> {
         for fault in faults {
             let finding = |outcome, severity, message: String| Finding {
                 monkey: fault.monkey,
-                action: Action::Restore,
+                action: revert_action(&fault.undo),
                 outcome,
                 target: Some(fault.target.clone()),
                 instance: Some(fault.instance.clone()),
@@ -48,6 +57,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                 zone: fault.zone.clone(),
                 severity,
                 message,
+                details: Default::default(),
             };
             match self.ctx.actuator.restore(&fault.target, &fault.undo).await {
                 Ok(note) => {
