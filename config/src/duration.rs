@@ -26,7 +26,7 @@ impl Duration {
 /// Why a duration did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid duration `{text}`: {why}; write a number and a unit s, m, h, d or w, e.g. 90s, 10m, 2h, 1d, 1w"
+    "invalid duration `{text}`: {why}; write a number and a unit ms, s, m, h, d or w, e.g. 200ms, 90s, 10m, 2h, 1d, 1w"
 )]
 pub struct DurationError {
     text: String,

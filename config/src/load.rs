@@ -206,14 +206,18 @@ fn load_inner(
         }
     }
     let mut issues = std::mem::take(&mut ctx.issues);
+    let structural: std::collections::HashSet<String> = issues.iter().map(|i| path_string(&i.segs)).collect();
     let resolved = policy.map(|mut p| {
         let all_targets = target_list.len() == written_targets;
         p.targets = target_list;
         let (resolved, semantic) = crate::validate::validate(&p, base_dir, all_targets);
-        issues.extend(semantic.into_iter().map(|mut i| {
-            i.segs = locator.translate(&i.segs);
-            i
-        }));
+        // A key already reported as malformed was cut out; do not also report it as missing.
+        issues.extend(semantic.into_iter().filter(|i| !structural.contains(&path_string(&i.segs))).map(
+            |mut i| {
+                i.segs = locator.translate(&i.segs);
+                i
+            },
+        ));
         (p, resolved)
     });
 

@@ -582,7 +582,7 @@ fn latency(l: &LatencyConfig, base: &[Seg], issues: &mut Vec<Issue>) {
     match l.delay {
         None => {
             let mut issue =
-                Issue::at(base.to_vec(), "the latency monkey needs a `delay`").hint("e.g. `delay: 200ms`");
+                Issue::at(at("delay"), "the latency monkey needs a `delay`").hint("e.g. `delay: 200ms`");
             issue.at_key = true;
             issues.push(issue);
         }

@@ -4,7 +4,7 @@
 //! `ProxyJump` and so on. Host keys are always checked (`StrictHostKeyChecking=yes`, never `accept-new`),
 //! nothing ever prompts (`BatchMode=yes`), and connections to a host are shared through a ControlMaster
 //! socket in a private runtime directory. The remote command is the argv quoted once by
-//! [`shell_quote`](crate::shell_quote) for the remote login shell.
+//! [`shell_quote`] for the remote login shell.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
