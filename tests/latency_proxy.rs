@@ -99,3 +99,42 @@ fn proxy_adds_the_delay_once_per_reply_and_releases_the_port() {
     assert!(TcpListener::bind(("127.0.0.1", listen)).is_ok(), "port {listen} must be released");
     assert!(rtt(up.1).is_some());
 }
+
+#[test]
+fn sigterm_stops_the_proxy_at_once() {
+    let up = Upstream::start();
+    let listen = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("simian.yaml");
+    std::fs::write(
+        &pol,
+        format!(
+            "version: 1\nmode: live\nmonkeys:\n  latency:\n    schedule: \"* * * * *\"\n    via: proxy\n    delay: 50ms\n    duration: 1h\n    proxies:\n      - {{ listen: \"127.0.0.1:{listen}\", upstream: \"127.0.0.1:{}\" }}\n",
+            up.1
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_simian"))
+        .args(["run", "--policy", p(&pol), "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rtt(listen).is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(rtt(listen).is_some(), "proxy never answered");
+    let t = Instant::now();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    assert!(r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["action"] == "revert_latency" && f["outcome"] == "done"));
+    assert!(TcpListener::bind(("127.0.0.1", listen)).is_ok(), "port {listen} must be released");
+}

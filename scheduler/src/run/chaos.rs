@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use chrono::DateTime;
 use simian_config::{ChaosConfig, LoadedPolicy, Mode};
 
-use super::{exclusions, opt_in_for, recheck, run_guard, Round, RunError};
+use super::{recheck, run_guard, Round, RunError};
 use crate::calendar::Calendar;
 use crate::store::Claim;
 
@@ -34,26 +34,20 @@ impl<A: Actuator> Round<'_, '_, A> {
             out.push(skip(why));
             return Ok(());
         }
-        let inventory = match &self.ctx.inventory {
-            Ok(inv) => inv,
-            Err(e) => {
-                out.push(Finding::run_level(
-                    m,
-                    Outcome::Failed,
-                    Severity::Critical,
-                    format!("cannot list instances: {e}"),
-                ));
-                return Ok(());
-            }
-        };
-        let (excl, params) = match (exclusions(policy), chaos_params(policy, cfg, now)) {
-            (Ok(e), Ok(p)) => (e, p),
-            (Err(why), _) | (_, Err(why)) => {
+        let params = match chaos_params(policy, cfg, now) {
+            Ok(p) => p,
+            Err(why) => {
                 out.push(Finding::run_level(m, Outcome::Failed, Severity::Critical, why));
                 return Ok(());
             }
         };
-        let part = chaos::partition(inventory, &|t| opt_in_for(policy, t), &excl);
+        let part = match self.eligible(m) {
+            Ok(p) => p,
+            Err(f) => {
+                out.push(f);
+                return Ok(());
+            }
+        };
         for (inst, why) in &part.excluded {
             out.push(Finding::about(
                 m,

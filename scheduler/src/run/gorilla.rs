@@ -5,10 +5,10 @@ use chrono::Utc;
 use rand_chacha::ChaCha8Rng;
 use simian_config::{GorillaAction, MonkeyName};
 use simian_monkeys::gorilla::{self, GorillaPlan, ZoneChoice};
-use simian_monkeys::{eligibility, Action, Actuator, Finding, Instance, Mode, Outcome, Severity};
+use simian_monkeys::{Action, Actuator, Finding, Instance, Mode, Outcome, Severity};
 use tracing::{info, warn};
 
-use super::{exclusions, opt_in_for, recheck, run_guard, Round, RunError};
+use super::{recheck, run_guard, Round, RunError};
 use crate::store::Claim;
 
 /// Isolation lasts this long when the policy gives no `duration`.
@@ -32,26 +32,13 @@ impl<A: Actuator> Round<'_, '_, A> {
             out.push(skip(why));
             return Ok(());
         }
-        let inventory = match &self.ctx.inventory {
-            Ok(inv) => inv,
-            Err(e) => {
-                out.push(Finding::run_level(
-                    m,
-                    Outcome::Failed,
-                    Severity::Critical,
-                    format!("cannot list instances: {e}"),
-                ));
+        let part = match self.eligible(m) {
+            Ok(p) => p,
+            Err(f) => {
+                out.push(f);
                 return Ok(());
             }
         };
-        let excl = match exclusions(policy) {
-            Ok(e) => e,
-            Err(why) => {
-                out.push(Finding::run_level(m, Outcome::Failed, Severity::Critical, why));
-                return Ok(());
-            }
-        };
-        let part = eligibility::partition(inventory, &|t| opt_in_for(policy, t), &excl);
         let plan =
             gorilla::plan(&part.eligible, &ZoneChoice::from_policy(&cfg.zone), cfg.allow_total_loss, rng);
         let (zone, victims, spared) = match plan {
@@ -248,18 +235,9 @@ impl<A: Actuator> Round<'_, '_, A> {
             }
         }
         if applied > 0 {
-            let wait = (expires - Utc::now()).to_std().unwrap_or_default();
-            info!(instances = applied, seconds = wait.as_secs(), "holding isolation");
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.opts.shutdown.cancelled() => {
-                    warn!("signal received: restoring isolated instances now");
-                }
-            }
+            self.hold(expires, "isolate").await;
         }
-        let mine: Vec<_> =
-            self.store.open_faults(None)?.into_iter().filter(|f| f.run_id == self.run_id).collect();
-        let restored = self.revert(mine).await?;
+        let restored = self.revert_mine().await?;
         out.extend(restored);
         Ok(())
     }

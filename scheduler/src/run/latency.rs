@@ -9,11 +9,11 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use simian_config::{LatencyConfig, LatencyVia, MonkeyName};
 use simian_monkeys::latency::{self as lat, Netem, Root};
-use simian_monkeys::{eligibility, Action, Actuator, Finding, Instance, Mode, Outcome, Severity, Undo};
+use simian_monkeys::{Action, Actuator, Finding, Instance, Mode, Outcome, Severity, Undo};
 use simian_proxy::{ProxySpec, RunningProxy};
 use tracing::{info, warn};
 
-use super::{exclusions, opt_in_for, recheck, run_guard, Round, RunError};
+use super::{recheck, run_guard, Round, RunError};
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -135,7 +135,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             }
         }
         if !running.is_empty() {
-            self.hold(deadline).await;
+            self.hold(deadline, "latency").await;
         }
         for (p, proxy) in running {
             let stats = proxy.stop().await;
@@ -155,15 +155,6 @@ impl<A: Actuator> Round<'_, '_, A> {
         Ok(())
     }
 
-    /// Wait until `deadline`, or less if a signal arrives.
-    async fn hold(&self, deadline: DateTime<Utc>) {
-        let wait = (deadline - Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = self.opts.shutdown.cancelled() => warn!("signal received: reverting latency now"),
-        }
-    }
-
     async fn latency_tc(
         &mut self,
         cfg: &LatencyConfig,
@@ -172,27 +163,13 @@ impl<A: Actuator> Round<'_, '_, A> {
         rng: &mut ChaCha8Rng,
         out: &mut Vec<Finding>,
     ) -> Result<(), RunError> {
-        let policy = self.policy;
-        let inventory = match &self.ctx.inventory {
-            Ok(inv) => inv,
-            Err(e) => {
-                out.push(Finding::run_level(
-                    M,
-                    Outcome::Failed,
-                    Severity::Critical,
-                    format!("cannot list instances: {e}"),
-                ));
+        let part = match self.eligible(M) {
+            Ok(p) => p,
+            Err(f) => {
+                out.push(f);
                 return Ok(());
             }
         };
-        let excl = match exclusions(policy) {
-            Ok(e) => e,
-            Err(why) => {
-                out.push(Finding::run_level(M, Outcome::Failed, Severity::Critical, why));
-                return Ok(());
-            }
-        };
-        let part = eligibility::partition(inventory, &|t| opt_in_for(policy, t), &excl);
         let chosen = lat::choose(&part.eligible, cfg.hosts_per_group, rng);
         if chosen.is_empty() {
             out.push(Finding::run_level(M, Outcome::Skipped, Severity::Info, "no eligible instances"));
@@ -254,11 +231,10 @@ impl<A: Actuator> Round<'_, '_, A> {
             }
         }
         if applied > 0 {
-            self.hold(deadline).await;
+            self.hold(deadline, "latency").await;
         }
-        let mine: Vec<_> =
-            self.store.open_faults(None)?.into_iter().filter(|f| f.run_id == self.run_id).collect();
-        let reverted = self.revert(mine).await?;
+
+        let reverted = self.revert_mine().await?;
         out.extend(reverted);
         Ok(())
     }

@@ -221,6 +221,35 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         Ok(())
     }
 
+    /// The eligible instances, split by group, or the run-level finding saying why there are none to have.
+    #[allow(clippy::result_large_err)]
+    fn eligible(&self, m: MonkeyName) -> Result<simian_monkeys::eligibility::Partition, Finding> {
+        let failed = |why: String| {
+            Finding::run_level(m, simian_monkeys::Outcome::Failed, simian_monkeys::Severity::Critical, why)
+        };
+        let inventory =
+            self.ctx.inventory.as_ref().map_err(|e| failed(format!("cannot list instances: {e}")))?;
+        let excl = exclusions(self.policy).map_err(failed)?;
+        Ok(simian_monkeys::eligibility::partition(inventory, &|t| opt_in_for(self.policy, t), &excl))
+    }
+
+    /// Hold a fault until `deadline`, or less if a signal arrives; then the caller reverts.
+    async fn hold(&self, deadline: DateTime<Utc>, what: &str) {
+        let wait = (deadline - Utc::now()).to_std().unwrap_or_default();
+        info!(seconds = wait.as_secs(), fault = what, "holding fault");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.opts.shutdown.cancelled() => tracing::warn!(fault = what, "signal received: reverting now"),
+        }
+    }
+
+    /// Revert every fault this run journaled that is still open.
+    async fn revert_mine(&mut self) -> Result<Vec<Finding>, RunError> {
+        let mine: Vec<_> =
+            self.store.open_faults(None)?.into_iter().filter(|f| f.run_id == self.run_id).collect();
+        self.revert(mine).await
+    }
+
     fn finish(self, seed: u64) -> Result<Report, RunError> {
         let finished = Utc::now();
         self.store.finish_run(&self.run_id, finished)?;
