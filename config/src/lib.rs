@@ -25,11 +25,21 @@ pub enum MonkeyName {
     Gorilla,
     /// Latency Monkey.
     Latency,
+    /// Doctor Monkey.
+    Doctor,
+    /// 10-18 Monkey.
+    TenEighteen,
 }
 
 impl MonkeyName {
     /// Every monkey, in report order.
-    pub const ALL: [MonkeyName; 3] = [MonkeyName::Chaos, MonkeyName::Gorilla, MonkeyName::Latency];
+    pub const ALL: [MonkeyName; 5] = [
+        MonkeyName::Chaos,
+        MonkeyName::Gorilla,
+        MonkeyName::Latency,
+        MonkeyName::Doctor,
+        MonkeyName::TenEighteen,
+    ];
 
     /// The name used in policies, CLI flags and reports.
     pub fn as_str(self) -> &'static str {
@@ -37,6 +47,8 @@ impl MonkeyName {
             MonkeyName::Chaos => "chaos",
             MonkeyName::Gorilla => "gorilla",
             MonkeyName::Latency => "latency",
+            MonkeyName::Doctor => "doctor",
+            MonkeyName::TenEighteen => "ten_eighteen",
         }
     }
 }

@@ -232,6 +232,9 @@ pub struct HostConfig {
     /// Free-form tags; the opt-in tag lives here.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// This host's health URL (Doctor) and `Date` source (10-18), overriding `monkeys.doctor.url`.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// How a target runs argv on its hosts.
@@ -289,6 +292,130 @@ pub struct MonkeysConfig {
     /// Latency Monkey: add network delay, always reverted.
     #[serde(default)]
     pub latency: Option<LatencyConfig>,
+    /// Doctor Monkey: probe health endpoints and /proc, report (and optionally remediate) the sick.
+    #[serde(default)]
+    pub doctor: Option<DoctorConfig>,
+    /// 10-18 Monkey: flag timezone, locale and clock drift.
+    #[serde(default)]
+    pub ten_eighteen: Option<TenEighteenConfig>,
+}
+
+/// What Doctor Monkey does about an unhealthy instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remediation {
+    /// Report only.
+    #[default]
+    None,
+    /// Terminate it (live mode, opted-in only, within Chaos Monkey's kill limits) so its group replaces it.
+    Terminate,
+}
+
+/// `monkeys.doctor`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorConfig {
+    /// `false` turns this monkey off without deleting its settings.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Standard 5-field cron, read in the policy's timezone.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Health URL template, e.g. `http://{address}:8080/health`; a host's own `url` wins.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Healthy status codes; default 200-299.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    /// The body must contain this, if given.
+    #[serde(default)]
+    pub expect_body: Option<String>,
+    /// Per-probe timeout; default 2s.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// Probes in flight at once; default 256.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Consecutive failed checks before `unhealthy` (and passes before `recovered`); default 3.
+    #[serde(default = "default_failures")]
+    pub failures_before_unhealthy: u32,
+    /// Also read load, memory and disk from /proc through the target's executor.
+    #[serde(default)]
+    pub proc: bool,
+    /// Unhealthy above this 1-minute load average per CPU.
+    #[serde(default)]
+    pub max_load_per_cpu: Option<f64>,
+    /// Unhealthy below this share of memory available.
+    #[serde(default)]
+    pub min_mem_available: Option<Percent>,
+    /// Unhealthy above this share of `/` used.
+    #[serde(default)]
+    pub max_disk_used: Option<Percent>,
+    /// `none` (default) or `terminate`.
+    #[serde(default)]
+    pub remediate: Remediation,
+}
+
+fn default_concurrency() -> u32 {
+    256
+}
+
+fn default_failures() -> u32 {
+    3
+}
+
+/// Expected timezone and locale.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectConfig {
+    /// IANA timezone, e.g. `UTC`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Locale, e.g. `en_US.UTF-8`.
+    #[serde(default)]
+    pub locale: Option<String>,
+}
+
+/// An expectation for part of the fleet; the most specific match wins (group > zone > region).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideConfig {
+    /// Applies to this zone.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Applies to this region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Applies to this group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Expected IANA timezone there.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Expected locale there.
+    #[serde(default)]
+    pub locale: Option<String>,
+}
+
+/// `monkeys.ten_eighteen`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenEighteenConfig {
+    /// `false` turns this monkey off without deleting its settings.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Standard 5-field cron, read in the policy's timezone.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Fleet-wide expectations; without one, each group's majority is the norm.
+    #[serde(default)]
+    pub expect: ExpectConfig,
+    /// Expectations per zone, region or group.
+    #[serde(default)]
+    pub overrides: Vec<OverrideConfig>,
+    /// Clock skew beyond this is a finding; default 2s.
+    #[serde(default)]
+    pub max_clock_skew: Option<Duration>,
 }
 
 /// How Latency Monkey injects delay.

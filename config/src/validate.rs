@@ -12,8 +12,8 @@ use crate::cron5::Cron;
 use crate::load::CalendarSpec;
 use crate::locate::{key, Issue, Seg};
 use crate::schema::{
-    AwsEc2Target, CalendarConfig, ChaosConfig, ExecutorConfig, GorillaAction, GorillaConfig, HostsTarget,
-    LatencyConfig, LatencyVia, Policy, SshExecutorConfig, TargetConfig,
+    AwsEc2Target, CalendarConfig, ChaosConfig, DoctorConfig, ExecutorConfig, GorillaAction, GorillaConfig,
+    HostsTarget, LatencyConfig, LatencyVia, Policy, SshExecutorConfig, TargetConfig, TenEighteenConfig,
 };
 use crate::structural::closest;
 use crate::template;
@@ -78,10 +78,15 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (
 }
 
 fn timezone(name: &str, issues: &mut Vec<Issue>) -> chrono_tz::Tz {
+    timezone_at(name, vec![key("timezone")], issues)
+}
+
+/// An IANA timezone name at `path`, with the closest known name as the hint when it is misspelt.
+fn timezone_at(name: &str, path: Vec<Seg>, issues: &mut Vec<Issue>) -> chrono_tz::Tz {
     match name.parse::<chrono_tz::Tz>() {
         Ok(tz) => tz,
         Err(_) => {
-            let mut issue = Issue::at(vec![key("timezone")], format!("unknown timezone `{name}`"));
+            let mut issue = Issue::at(path, format!("unknown timezone `{name}`"));
             let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
             issue.hint = Some(match closest(name, names) {
                 Some(c) => format!("did you mean `{c}`?"),
@@ -520,6 +525,8 @@ fn monkey_schedule(policy: &Policy, m: MonkeyName) -> Option<Option<&str>> {
         MonkeyName::Chaos => policy.monkeys.chaos.as_ref().map(|c| c.schedule.as_deref()),
         MonkeyName::Gorilla => policy.monkeys.gorilla.as_ref().map(|c| c.schedule.as_deref()),
         MonkeyName::Latency => policy.monkeys.latency.as_ref().map(|c| c.schedule.as_deref()),
+        MonkeyName::Doctor => policy.monkeys.doctor.as_ref().map(|c| c.schedule.as_deref()),
+        MonkeyName::TenEighteen => policy.monkeys.ten_eighteen.as_ref().map(|c| c.schedule.as_deref()),
     }
 }
 
@@ -562,9 +569,113 @@ fn monkeys(policy: &Policy, all_targets: bool, issues: &mut Vec<Issue>) -> BTree
                     latency(l, &base, issues);
                 }
             }
+            MonkeyName::Doctor => {
+                if let Some(d) = &policy.monkeys.doctor {
+                    doctor(d, &policy.targets, &base, issues);
+                }
+            }
+            MonkeyName::TenEighteen => {
+                if let Some(t) = &policy.monkeys.ten_eighteen {
+                    ten_eighteen(t, &base, issues);
+                }
+            }
         }
     }
     schedules
+}
+
+fn doctor(d: &DoctorConfig, targets: &[TargetConfig], base: &[Seg], issues: &mut Vec<Issue>) {
+    let at = |f: &str| {
+        let mut p = base.to_vec();
+        p.push(key(f));
+        p
+    };
+    let hosts_have_urls = targets.iter().any(|t| match t {
+        TargetConfig::Hosts(h) => h.hosts.iter().any(|x| x.url.is_some()),
+        TargetConfig::AwsEc2(_) => false,
+    });
+    if d.url.is_none() && !d.proc && !hosts_have_urls {
+        let mut issue = Issue::at(
+            at("url"),
+            "the doctor has nothing to check: no `url`, no host `url`, and `proc` is off",
+        )
+        .hint("add e.g. `url: \"http://{address}:8080/health\"`, or `proc: true`");
+        issue.at_key = true;
+        issues.push(issue);
+    }
+    if let Some(u) = &d.url {
+        if let Err(e) = template::pieces(u) {
+            issues.push(Issue::at(at("url"), e.to_string()).hint(template::SYNTAX_HINT));
+        } else if !(u.starts_with("http://") || u.starts_with("https://")) {
+            issues
+                .push(Issue::at(at("url"), format!("health URL `{u}` must start with http:// or https://")));
+        }
+    }
+    for (i, code) in d.expect_status.iter().enumerate() {
+        if !(100..=599).contains(code) {
+            let mut p = at("expect_status");
+            p.push(Seg::Index(i));
+            issues.push(Issue::at(p, format!("{code} is not an HTTP status code (100..=599)")));
+        }
+    }
+    if d.timeout.is_some_and(|t| t.std().is_zero()) {
+        issues.push(Issue::at(at("timeout"), "the probe timeout must be longer than 0s"));
+    }
+    if d.concurrency == 0 {
+        issues.push(Issue::at(at("concurrency"), "concurrency must be at least 1"));
+    }
+    if d.failures_before_unhealthy == 0 {
+        issues
+            .push(Issue::at(at("failures_before_unhealthy"), "failures_before_unhealthy must be at least 1"));
+    }
+    if d.max_load_per_cpu.is_some_and(|l| !(l > 0.0 && l.is_finite())) {
+        issues
+            .push(Issue::at(at("max_load_per_cpu"), "max_load_per_cpu must be a positive number, e.g. 2.0"));
+    }
+    let needs_proc =
+        d.max_load_per_cpu.is_some() || d.min_mem_available.is_some() || d.max_disk_used.is_some();
+    if needs_proc && !d.proc {
+        issues.push(
+            Issue::at(at("proc"), "load, memory and disk thresholds need `proc: true`")
+                .hint("set `proc: true`, or remove the thresholds"),
+        );
+    }
+}
+
+fn ten_eighteen(t: &TenEighteenConfig, base: &[Seg], issues: &mut Vec<Issue>) {
+    let at = |f: &[Seg]| {
+        let mut p = base.to_vec();
+        p.extend_from_slice(f);
+        p
+    };
+    if let Some(tz) = &t.expect.timezone {
+        timezone_at(tz, at(&[key("expect"), key("timezone")]), issues);
+    }
+    for (i, o) in t.overrides.iter().enumerate() {
+        let here = |f: &str| at(&[key("overrides"), Seg::Index(i), key(f)]);
+        if let Some(tz) = &o.timezone {
+            timezone_at(tz, here("timezone"), issues);
+        }
+        let selectors = [&o.zone, &o.region, &o.group].iter().filter(|s| s.is_some()).count();
+        if selectors == 0 {
+            let mut issue = Issue::at(
+                at(&[key("overrides"), Seg::Index(i)]),
+                "an override names at least one of `zone`, `region` or `group`",
+            )
+            .hint("e.g. `{ zone: eu-west-1a, timezone: Europe/Dublin }`");
+            issue.at_key = true;
+            issues.push(issue);
+        }
+        if o.timezone.is_none() && o.locale.is_none() {
+            issues.push(Issue::at(
+                at(&[key("overrides"), Seg::Index(i)]),
+                "an override sets `timezone`, `locale` or both",
+            ));
+        }
+    }
+    if t.max_clock_skew.is_some_and(|d| d.std().is_zero()) {
+        issues.push(Issue::at(at(&[key("max_clock_skew")]), "max_clock_skew must be longer than 0s"));
+    }
 }
 
 fn latency(l: &LatencyConfig, base: &[Seg], issues: &mut Vec<Issue>) {

@@ -123,6 +123,7 @@ mod tests {
             group: group.into(),
             zone: Some("a".into()),
             region: None,
+            url: None,
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
@@ -198,6 +199,7 @@ mod tests {
                     group: ["web", "api", "payments-1", "db", "batch", "payments"][g as usize].into(),
                     zone: Some(["a", "b", "c"][z as usize].into()),
                     region: None,
+                    url: None,
                     tags,
                 }
             },

@@ -102,6 +102,7 @@ mod tests {
             group: group.into(),
             zone: Some(zone.into()),
             region: Some("us-east-1".into()),
+            url: None,
             tags: [("simian:opt-in".to_string(), "true".to_string())].into(),
         }
     }

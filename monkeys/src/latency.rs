@@ -222,6 +222,7 @@ mod tests {
             group: format!("g{group}"),
             zone: None,
             region: None,
+            url: None,
             tags: [("simian:opt-in".to_string(), "true".to_string())].into(),
         }
     }

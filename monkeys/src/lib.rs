@@ -2,9 +2,11 @@
 #![forbid(unsafe_code)]
 
 pub mod chaos;
+pub mod doctor;
 pub mod eligibility;
 pub mod gorilla;
 pub mod latency;
 pub mod model;
+pub mod ten_eighteen;
 
 pub use model::*;

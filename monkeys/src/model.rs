@@ -23,6 +23,9 @@ pub struct Instance {
     /// Cloud region, if any.
     #[serde(default)]
     pub region: Option<String>,
+    /// Health URL (Doctor) and `Date` source (10-18) of this instance, if the target gives one.
+    #[serde(default)]
+    pub url: Option<String>,
     /// Tags, including the opt-in tag.
     pub tags: BTreeMap<String, String>,
 }
@@ -41,6 +44,18 @@ pub enum Action {
     InjectLatency,
     /// Take the delay away again.
     RevertLatency,
+    /// Doctor: an instance became unhealthy.
+    Unhealthy,
+    /// Doctor: an instance recovered.
+    Recovered,
+    /// Doctor: a probe could not be made (no URL, executor failure).
+    ProbeError,
+    /// 10-18: timezone differs from the expectation or the group's majority.
+    TimezoneDrift,
+    /// 10-18: locale differs.
+    LocaleDrift,
+    /// 10-18: clock is off by more than `max_clock_skew`.
+    ClockSkew,
     /// The run as a whole (used by run-level refusals such as the kill switch).
     Run,
 }
@@ -54,6 +69,12 @@ impl Action {
             Action::Restore => "restore",
             Action::InjectLatency => "inject_latency",
             Action::RevertLatency => "revert_latency",
+            Action::Unhealthy => "unhealthy",
+            Action::Recovered => "recovered",
+            Action::ProbeError => "probe_error",
+            Action::TimezoneDrift => "timezone_drift",
+            Action::LocaleDrift => "locale_drift",
+            Action::ClockSkew => "clock_skew",
             Action::Run => "run",
         }
     }
@@ -206,6 +227,9 @@ pub struct Report {
     /// Cloud API calls (HTTP attempts) the run made; 0 for targets without an API.
     #[serde(default)]
     pub api_calls: u64,
+    /// Per-monkey summaries (`doctor`, `ten_eighteen`); omitted when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub summary: BTreeMap<String, serde_json::Value>,
     /// Everything found and done.
     pub findings: Vec<Finding>,
 }

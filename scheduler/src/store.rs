@@ -89,7 +89,28 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX faults_open ON faults(state, expires_ms);",
     // 3: structured details of a finding (JSON object), e.g. Latency Monkey's delay and deadline.
     "ALTER TABLE findings ADD COLUMN details TEXT;",
+    // 4: Doctor Monkey's health state per instance, carried across runs.
+    "CREATE TABLE health (
+        target TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('unknown', 'healthy', 'unhealthy')),
+        failures INTEGER NOT NULL,
+        passes INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (target, instance)
+     );",
 ];
+
+/// Doctor's stored view of one instance: status and the current streaks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthRow {
+    /// `unknown`, `healthy` or `unhealthy`.
+    pub status: String,
+    /// Consecutive failed checks.
+    pub failures: u32,
+    /// Consecutive passed checks.
+    pub passes: u32,
+}
 
 /// Result of asking to kill in a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,6 +459,41 @@ impl Store {
         Ok(out)
     }
 
+    /// Doctor's stored health of every instance seen so far, by (target, instance).
+    pub fn health(&self) -> Result<BTreeMap<(String, String), HealthRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT target, instance, status, failures, passes FROM health")
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    HealthRow { status: r.get(2)?, failures: r.get(3)?, passes: r.get(4)? },
+                ))
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// Save Doctor's view of one instance.
+    pub fn set_health(
+        &self,
+        target: &str,
+        instance: &str,
+        row: &HealthRow,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO health (target, instance, status, failures, passes, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (target, instance) DO UPDATE SET status = ?3, failures = ?4, passes = ?5, updated_ms = ?6",
+                params![target, instance, row.status, row.failures, row.passes, ms(now)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
     /// Findings recorded at or after `since`, newest first.
     pub fn history(&self, since: DateTime<Utc>) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut stmt = self
@@ -525,6 +581,12 @@ fn decode(
         Action::Restore,
         Action::InjectLatency,
         Action::RevertLatency,
+        Action::Unhealthy,
+        Action::Recovered,
+        Action::ProbeError,
+        Action::TimezoneDrift,
+        Action::LocaleDrift,
+        Action::ClockSkew,
         Action::Run,
     ]
     .into_iter()
@@ -550,6 +612,7 @@ mod tests {
             group: group.into(),
             zone: None,
             region: None,
+            url: None,
             tags: Default::default(),
         }
     }

@@ -141,6 +141,7 @@ mod tests {
             group: "web".into(),
             zone: Some("a".into()),
             region: None,
+            url: None,
             tags: Default::default(),
         };
         let t = DateTime::parse_from_rfc3339("2026-03-09T10:00:00-07:00").unwrap();
@@ -149,6 +150,7 @@ mod tests {
             mode: "live".into(),
             seed: 42,
             api_calls: 0,
+            summary: Default::default(),
             started_at: t,
             finished_at: t,
             findings: vec![

@@ -370,6 +370,7 @@ impl Ec2Target {
             group: tags.get(&self.group_by).cloned().unwrap_or_default(),
             zone: i.placement().and_then(|p| p.availability_zone()).map(str::to_string),
             region: Some(region.to_string()),
+            url: None,
             tags,
         })
     }

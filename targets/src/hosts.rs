@@ -37,6 +37,7 @@ impl Hosts {
                 group: h.group.clone(),
                 zone: h.zone.clone(),
                 region: None,
+                url: h.url.clone(),
                 tags: h.tags.clone(),
             })
             .collect();

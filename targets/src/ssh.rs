@@ -278,6 +278,7 @@ mod tests {
             group: "web".into(),
             zone: Some("a".into()),
             region: None,
+            url: None,
             tags: BTreeMap::new(),
         }
     }

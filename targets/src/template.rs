@@ -95,6 +95,7 @@ mod tests {
             group: "web".into(),
             zone: None,
             region: None,
+            url: None,
             tags: BTreeMap::from([("pid".to_string(), "1234".to_string())]),
         }
     }

@@ -170,6 +170,7 @@ async fn terminate_many_terminates_in_batches() {
             group: "g".to_string(),
             zone: None,
             tags: BTreeMap::new(),
+            url: None,
         }],
     };
     let fleet =
@@ -351,6 +352,7 @@ async fn an_unreachable_endpoint_fails_fast_with_one_unreachable_error() {
         group: "web".into(),
         zone: None,
         region: Some(REGION.into()),
+        url: None,
         tags: BTreeMap::new(),
     };
     let err = target.terminate(&victim).await.expect_err("unreachable");

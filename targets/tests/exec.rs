@@ -65,6 +65,7 @@ fn lab(children: &Sleepers, terminate: Option<Vec<String>>, executor: ExecutorCo
                 group: "sleepers".into(),
                 zone: None,
                 tags: BTreeMap::from([("pid".to_string(), c.id().to_string())]),
+                url: None,
             })
             .collect(),
     }
@@ -78,6 +79,7 @@ fn instance(id: &str) -> Instance {
         group: "g".into(),
         zone: None,
         region: None,
+        url: None,
         tags: BTreeMap::new(),
     }
 }

@@ -49,6 +49,7 @@ impl Lab {
                 group: "web".into(),
                 zone: None,
                 tags: BTreeMap::new(),
+                url: None,
             }],
         };
         Lab { dir, fleet: Fleet::new(vec![Target::Hosts(Hosts::from_config(&target))]) }
@@ -84,6 +85,7 @@ fn undo() -> Undo {
             group: "web".into(),
             zone: None,
             region: None,
+            url: None,
             tags: BTreeMap::new(),
         },
         interface: "eth0".into(),

@@ -40,6 +40,7 @@ fn localhost() -> Instance {
         group: "g".into(),
         zone: None,
         region: None,
+        url: None,
         tags: BTreeMap::new(),
     }
 }
@@ -221,6 +222,7 @@ async fn terminate_over_ssh_kills_the_process() {
         group: "sleepers".into(),
         zone: None,
         tags: BTreeMap::from([("pid".to_string(), pid.to_string())]),
+        url: None,
     };
     let target = HostsTarget {
         name: "lab".into(),

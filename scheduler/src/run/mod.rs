@@ -2,9 +2,11 @@
 //! store and the report. Each monkey's round lives in its own file; `revert` undoes journaled faults.
 
 mod chaos;
+mod doctor;
 mod gorilla;
 mod latency;
 mod revert;
+mod ten_eighteen;
 
 use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng};
@@ -75,6 +77,8 @@ pub(crate) fn run_guard(
         MonkeyName::Chaos => policy.policy.monkeys.chaos.as_ref().is_some_and(|c| c.enabled),
         MonkeyName::Gorilla => policy.policy.monkeys.gorilla.as_ref().is_some_and(|c| c.enabled),
         MonkeyName::Latency => policy.policy.monkeys.latency.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::Doctor => policy.policy.monkeys.doctor.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::TenEighteen => policy.policy.monkeys.ten_eighteen.as_ref().is_some_and(|c| c.enabled),
     };
     if !monkey_enabled {
         return Some(format!("monkey `{monkey}` is not enabled in the policy"));
@@ -163,6 +167,8 @@ pub async fn run_once<A: Actuator>(
             MonkeyName::Chaos => round.chaos(&mut rng, &mut out).await?,
             MonkeyName::Gorilla => round.gorilla(&mut rng, &mut out).await?,
             MonkeyName::Latency => round.latency(&mut rng, &mut out).await?,
+            MonkeyName::Doctor => round.doctor(&mut out).await?,
+            MonkeyName::TenEighteen => round.ten_eighteen(&mut out).await?,
         }
         round.record(out)?;
     }
@@ -194,6 +200,7 @@ pub(crate) struct Round<'a, 'c, A: Actuator> {
     mode: Mode,
     now: DateTime<Utc>,
     findings: Vec<Finding>,
+    summary: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
@@ -209,7 +216,17 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         let run_id = uuid::Uuid::new_v4().to_string();
         store.begin_run(&run_id, seed, mode.as_str(), now)?;
         info!(run_id = %run_id, seed, mode = mode.as_str(), "run started");
-        Ok(Round { policy, opts, ctx, store, run_id, mode, now, findings: Vec::new() })
+        Ok(Round {
+            policy,
+            opts,
+            ctx,
+            store,
+            run_id,
+            mode,
+            now,
+            findings: Vec::new(),
+            summary: Default::default(),
+        })
     }
 
     /// Store findings as soon as a monkey is done, so a crash later loses none of them.
@@ -261,6 +278,7 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
             started_at: self.now.with_timezone(&self.policy.tz).fixed_offset(),
             finished_at: finished.with_timezone(&self.policy.tz).fixed_offset(),
             api_calls: 0,
+            summary: self.summary,
             findings: self.findings,
         })
     }
