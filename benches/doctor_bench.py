@@ -91,6 +91,27 @@ def cmd_policy(targets_path, store, concurrency):
     print("\n".join(out))
 
 
+async def read_body(reader, head):
+    """The body of an HTTP/1.1 response: Content-Length or chunked (Go chunks bodies over ~2 KiB)."""
+    length, chunked = 0, False
+    for line in head.split(b"\r\n"):
+        low = line.lower()
+        if low.startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+        elif low.startswith(b"transfer-encoding:") and b"chunked" in low:
+            chunked = True
+    if not chunked:
+        return await reader.readexactly(length)
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")  # no trailers from the exporter: just the final CRLF
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
 async def drive(targets, hostport, concurrency):
     host, port = hostport.rsplit(":", 1)
     queue = list(reversed(targets))
@@ -112,11 +133,7 @@ async def drive(targets, hostport, concurrency):
                     t0 = time.perf_counter()
                     writer.write(req)
                     head = await reader.readuntil(b"\r\n\r\n")
-                    length = 0
-                    for line in head.split(b"\r\n"):
-                        if line.lower().startswith(b"content-length:"):
-                            length = int(line.split(b":", 1)[1])
-                    body = await reader.readexactly(length)
+                    body = await read_body(reader, head)
                     latencies.append(time.perf_counter() - t0)
                     if b"\nprobe_success 1" in body:
                         stats["ok"] += 1

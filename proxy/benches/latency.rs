@@ -225,6 +225,12 @@ async fn throughput(bytes: usize) {
 }
 
 fn main() {
+    // `cargo test --all-targets` also runs bench binaries (without `--bench`): a real-time measurement is
+    // not a test, so do nothing then; `cargo bench` passes `--bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("latency bench: run it with `cargo bench -p simian-proxy --bench latency`");
+        return;
+    }
     let scale: f64 = std::env::var("SIMIAN_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
