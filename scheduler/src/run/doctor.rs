@@ -51,27 +51,15 @@ impl<A: Actuator> Round<'_, '_, A> {
     /// Doctor Monkey. Observing needs no opt-in and is done in dry-run too; only remediation is gated.
     pub(crate) async fn doctor(&mut self, out: &mut Vec<Finding>) -> Result<(), RunError> {
         let policy = self.policy;
-        let skip = |why: String| Finding::run_level(M, Outcome::Skipped, Severity::Info, why);
-        let Some(cfg) = policy.policy.monkeys.doctor.as_ref() else {
-            out.push(skip("monkey `doctor` is not configured in the policy".into()));
-            return Ok(());
-        };
-        if !policy.policy.enabled || !cfg.enabled {
-            out.push(skip("doctor is disabled in the policy".into()));
-            return Ok(());
-        }
-        let inventory = match &self.ctx.inventory {
-            Ok(inv) => inv.clone(),
-            Err(e) => {
-                out.push(Finding::run_level(
-                    M,
-                    Outcome::Failed,
-                    Severity::Critical,
-                    format!("cannot list instances: {e}"),
-                ));
+        let cfg = policy.policy.monkeys.doctor.as_ref();
+        let inventory = match self.observable(M, cfg.is_some(), cfg.is_some_and(|c| c.enabled)) {
+            Ok(inv) => inv,
+            Err(f) => {
+                out.push(f);
                 return Ok(());
             }
         };
+        let Some(cfg) = cfg else { return Ok(()) };
         let timeout = cfg.timeout.map(|t| t.std()).unwrap_or(DEFAULT_TIMEOUT);
         let client =
             match reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).no_proxy().build() {
@@ -210,14 +198,16 @@ impl<A: Actuator> Round<'_, '_, A> {
         let min = chaos.and_then(|c| c.min_time_between_kills).map(|d| d.chrono());
         let id = match self.store.claim_kill(&self.run_id, inst, Utc::now(), min)? {
             Claim::Granted(id) => id,
-            Claim::TooRecent(at) => return Ok(about(
-                Outcome::Skipped,
-                Severity::Info,
-                format!(
+            Claim::TooRecent(at) => {
+                return Ok(about(
+                    Outcome::Skipped,
+                    Severity::Info,
+                    format!(
                     "not remediated: the group lost an instance at {}, younger than min_time_between_kills",
                     at.to_rfc3339()
                 ),
-            )),
+                ))
+            }
         };
         let result = self.ctx.actuator.terminate(inst).await;
         self.store.finish_kill(id, result.is_ok())?;

@@ -238,6 +238,23 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         Ok(())
     }
 
+    /// For monkeys that only observe (no opt-in needed): the whole inventory, unless the policy or the monkey
+    /// is disabled or the inventory failed — then the finding that says so.
+    #[allow(clippy::result_large_err)]
+    fn observable(&self, m: MonkeyName, configured: bool, enabled: bool) -> Result<Vec<Instance>, Finding> {
+        use simian_monkeys::{Outcome, Severity};
+        let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
+        if !configured {
+            return Err(skip(format!("monkey `{m}` is not configured in the policy")));
+        }
+        if !self.policy.policy.enabled || !enabled {
+            return Err(skip(format!("monkey `{m}` is disabled in the policy")));
+        }
+        self.ctx.inventory.clone().map_err(|e| {
+            Finding::run_level(m, Outcome::Failed, Severity::Critical, format!("cannot list instances: {e}"))
+        })
+    }
+
     /// The eligible instances, split by group, or the run-level finding saying why there are none to have.
     #[allow(clippy::result_large_err)]
     fn eligible(&self, m: MonkeyName) -> Result<simian_monkeys::eligibility::Partition, Finding> {

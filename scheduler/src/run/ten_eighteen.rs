@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use simian_config::MonkeyName;
 use simian_monkeys::ten_eighteen::{self as te, DriftKind, Expect, Facts, Override};
-use simian_monkeys::{Action, Actuator, Finding, Instance, Outcome, Severity};
+use simian_monkeys::{Action, Actuator, Finding, Instance, Outcome};
 
 use super::{Round, RunError};
 
@@ -34,27 +34,15 @@ impl<A: Actuator> Round<'_, '_, A> {
     /// 10-18 Monkey: observation only, so it runs in dry-run too and needs no opt-in.
     pub(crate) async fn ten_eighteen(&mut self, out: &mut Vec<Finding>) -> Result<(), RunError> {
         let policy = self.policy;
-        let skip = |why: String| Finding::run_level(M, Outcome::Skipped, Severity::Info, why);
-        let Some(cfg) = policy.policy.monkeys.ten_eighteen.as_ref() else {
-            out.push(skip("monkey `ten_eighteen` is not configured in the policy".into()));
-            return Ok(());
-        };
-        if !policy.policy.enabled || !cfg.enabled {
-            out.push(skip("ten_eighteen is disabled in the policy".into()));
-            return Ok(());
-        }
-        let inventory = match &self.ctx.inventory {
-            Ok(inv) => inv.clone(),
-            Err(e) => {
-                out.push(Finding::run_level(
-                    M,
-                    Outcome::Failed,
-                    Severity::Critical,
-                    format!("cannot list instances: {e}"),
-                ));
+        let cfg = policy.policy.monkeys.ten_eighteen.as_ref();
+        let inventory = match self.observable(M, cfg.is_some(), cfg.is_some_and(|c| c.enabled)) {
+            Ok(inv) => inv,
+            Err(f) => {
+                out.push(f);
                 return Ok(());
             }
         };
+        let Some(cfg) = cfg else { return Ok(()) };
         let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().ok();
         let actuator = self.ctx.actuator;
         let mut read: Vec<(Instance, Facts)> = stream::iter(inventory.into_iter().map(|inst| {
