@@ -12,7 +12,10 @@ use chrono::{NaiveDate, NaiveTime, Weekday};
 
 use crate::cron5::Cron;
 use crate::locate::{key, path_string, Issue, Locator, Seg};
-use crate::schema::{AwsEc2Target, HostsTarget, Policy, TargetConfig};
+use crate::schema::{
+    AwsEc2Target, HostsTarget, JsonlSink, LogSink, Policy, PrometheusSink, SinkConfig, SlackSink, TargetConfig,
+    WebhookSink,
+};
 use crate::structural::{closest, deserialize_fixing, Ctx};
 use crate::yaml::{self, Value};
 use crate::MonkeyName;
@@ -93,10 +96,24 @@ pub struct LoadedPolicy {
     pub calendar: Option<CalendarSpec>,
     /// Each configured monkey's schedule.
     pub schedules: BTreeMap<MonkeyName, Cron>,
+    /// The policy's name: `name`, else the file's stem.
+    pub name: String,
+    /// The folder relative paths in the policy resolve against.
+    pub base_dir: PathBuf,
+}
+
+impl LoadedPolicy {
+    /// A path from the policy, resolved against the policy's folder.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        self.base_dir.join(path)
+    }
 }
 
 /// The target `type`s a policy may use; the single list the error messages quote.
 const TARGET_TYPES: [&str; 2] = ["hosts", "aws_ec2"];
+
+/// The sink `type`s a policy may use.
+const SINK_TYPES: [&str; 5] = ["log", "jsonl", "slack", "webhook", "prometheus"];
 
 /// Read and validate a policy file.
 ///
@@ -185,9 +202,13 @@ fn load_inner(
         issues.push(Issue::at(Vec::new(), "missing key `version`").hint("add `version: 1` at the top"));
         top.insert(Value::from("version"), Value::from(1));
     }
-    // Targets are internally tagged, which would hide paths inside them: read them one by one.
+    // Targets and sinks are internally tagged, which would hide paths inside them: read them one by one.
     let targets = match top.get("targets") {
         Some(Value::Sequence(_)) => top.insert(Value::from("targets"), Value::Sequence(Vec::new())),
+        _ => None,
+    };
+    let sinks = match top.get("sinks") {
+        Some(Value::Sequence(_)) => top.insert(Value::from("sinks"), Value::Sequence(Vec::new())),
         _ => None,
     };
     let mut ctx = Ctx { loc: &mut locator, issues, removed: HashSet::new() };
@@ -205,11 +226,22 @@ fn load_inner(
             }
         }
     }
+    let mut sink_list = Vec::new();
+    if let Some(Value::Sequence(items)) = sinks {
+        for item in items {
+            let cur = sink_list.len();
+            match read_sink(item, cur, &mut ctx) {
+                Some(s) => sink_list.push(s),
+                None => ctx.drop_item(&[key("sinks")], cur),
+            }
+        }
+    }
     let mut issues = std::mem::take(&mut ctx.issues);
     let structural: std::collections::HashSet<String> = issues.iter().map(|i| path_string(&i.segs)).collect();
     let resolved = policy.map(|mut p| {
         let all_targets = target_list.len() == written_targets;
         p.targets = target_list;
+        p.sinks = sink_list;
         let (resolved, semantic) = crate::validate::validate(&p, base_dir, all_targets);
         // A key already reported as malformed was cut out; do not also report it as missing.
         issues.extend(semantic.into_iter().filter(|i| !structural.contains(&path_string(&i.segs))).map(
@@ -245,13 +277,19 @@ fn load_inner(
     errors.dedup();
     match resolved {
         Some((policy, r)) if errors.is_empty() => Ok(LoadedPolicy {
-            policy,
-            path,
             tz: r.tz,
             store_path: r.store_path,
             kill_switch: r.kill_switch,
             calendar: r.calendar,
             schedules: r.schedules,
+            name: policy
+                .name
+                .clone()
+                .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "simian".to_string()),
+            base_dir: base_dir.to_path_buf(),
+            path,
+            policy,
         }),
         _ if errors.is_empty() => Err(PolicyErrors(vec![error(
             None,
@@ -265,46 +303,75 @@ fn load_inner(
 
 /// Reads `targets[index]` (current index): its `type`, then that kind's settings.
 fn read_target(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<TargetConfig> {
-    let base = vec![key("targets"), Seg::Index(index)];
-    let known = TARGET_TYPES.map(|t| format!("`{t}`")).join(", ");
-    let Value::Mapping(m) = &mut item else {
-        let issue = Issue::at(base, "a target must be a mapping with a `type` key")
+    let (kind, base) = take_type("targets", "target", &TARGET_TYPES, &mut item, index, ctx)?;
+    match kind.as_str() {
+        "hosts" => deserialize_fixing::<HostsTarget>(&mut item, &base, ctx).map(TargetConfig::Hosts),
+        "aws_ec2" => deserialize_fixing::<AwsEc2Target>(&mut item, &base, ctx).map(TargetConfig::AwsEc2),
+        other => unknown_type(other, "target", &TARGET_TYPES, base, ctx),
+    }
+}
+
+/// Reads `sinks[index]` (current index): its `type`, then that kind's settings.
+fn read_sink(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<SinkConfig> {
+    let (kind, base) = take_type("sinks", "sink", &SINK_TYPES, &mut item, index, ctx)?;
+    match kind.as_str() {
+        "log" => deserialize_fixing::<LogSink>(&mut item, &base, ctx).map(SinkConfig::Log),
+        "jsonl" => deserialize_fixing::<JsonlSink>(&mut item, &base, ctx).map(SinkConfig::Jsonl),
+        "slack" => deserialize_fixing::<SlackSink>(&mut item, &base, ctx).map(SinkConfig::Slack),
+        "webhook" => deserialize_fixing::<WebhookSink>(&mut item, &base, ctx).map(SinkConfig::Webhook),
+        "prometheus" => {
+            deserialize_fixing::<PrometheusSink>(&mut item, &base, ctx).map(SinkConfig::Prometheus)
+        }
+        other => unknown_type(other, "sink", &SINK_TYPES, base, ctx),
+    }
+}
+
+/// Removes and returns the `type` of the internally tagged item `section[index]`, with the item's path;
+/// `None` (reported) when the item is not a mapping or has no string `type`.
+fn take_type(
+    section: &str,
+    what: &str,
+    types: &[&str],
+    item: &mut Value,
+    index: usize,
+    ctx: &mut Ctx,
+) -> Option<(String, Vec<Seg>)> {
+    let base = vec![key(section), Seg::Index(index)];
+    let known = types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+    let Value::Mapping(m) = item else {
+        let issue = Issue::at(base, format!("a {what} must be a mapping with a `type` key"))
             .hint(format!("known types: {known}"));
         ctx.report(issue);
         return None;
     };
     let mut type_path = base.clone();
     type_path.push(key("type"));
-    let kind = match m.remove("type") {
+    match m.remove("type") {
         None => {
             let mut issue = Issue::at(base, "missing key `type`").hint(format!("known types: {known}"));
             issue.at_key = true;
             ctx.report(issue);
-            return None;
+            None
         }
-        Some(Value::String(s)) => s,
+        Some(Value::String(s)) => Some((s, base)),
         Some(other) => {
             let found = yaml::key_text(&other).unwrap_or_else(|| "…".to_string());
             ctx.report(Issue::at(
                 type_path,
-                format!("unknown target type `{found}`; known types: {}", TARGET_TYPES.join(", ")),
+                format!("unknown {what} type `{found}`; known types: {}", types.join(", ")),
             ));
-            return None;
-        }
-    };
-    match kind.as_str() {
-        "hosts" => deserialize_fixing::<HostsTarget>(&mut item, &base, ctx).map(TargetConfig::Hosts),
-        "aws_ec2" => deserialize_fixing::<AwsEc2Target>(&mut item, &base, ctx).map(TargetConfig::AwsEc2),
-        other => {
-            let mut issue = Issue::at(
-                type_path,
-                format!("unknown target type `{other}`; known types: {}", TARGET_TYPES.join(", ")),
-            );
-            if let Some(c) = closest(other, TARGET_TYPES) {
-                issue.hint = Some(format!("did you mean `{c}`?"));
-            }
-            ctx.report(issue);
             None
         }
     }
+}
+
+/// Reports a `type` that names no known kind, with the closest one as the hint.
+fn unknown_type<T>(found: &str, what: &str, types: &[&str], mut path: Vec<Seg>, ctx: &mut Ctx) -> Option<T> {
+    path.push(key("type"));
+    let mut issue = Issue::at(path, format!("unknown {what} type `{found}`; known types: {}", types.join(", ")));
+    if let Some(c) = closest(found, types.iter().copied()) {
+        issue.hint = Some(format!("did you mean `{c}`?"));
+    }
+    ctx.report(issue);
+    None
 }

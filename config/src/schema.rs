@@ -42,6 +42,12 @@ pub struct Policy {
     /// Which monkeys run, and how.
     #[serde(default)]
     pub monkeys: MonkeysConfig,
+    /// Name of this policy: the Pushgateway `instance` label and chat headers; default the file's stem.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where every run's report goes; absent or empty = `log`.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
 }
 
 fn yes() -> bool {
@@ -686,4 +692,209 @@ impl<'de> Deserialize<'de> for ExecutorConfig {
 
         d.deserialize_any(ExecutorVisitor)
     }
+}
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record.
+    #[default]
+    Info,
+    /// Someone should know.
+    Warning,
+    /// Someone should act.
+    Critical,
+}
+
+impl Severity {
+    /// Name in reports and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A value that must never be shown: webhook URLs, signing secrets, header values.
+///
+/// `Debug`, `Display` and `Serialize` print `***`; only [`Secret::expose`] gives the value, at the point of use.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a value.
+    pub fn new(v: impl Into<String>) -> Secret {
+        Secret(v.into())
+    }
+    /// The value itself; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// One place reports go; `type` picks the kind.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// Human-readable lines on stderr.
+    Log(LogSink),
+    /// One JSON object per finding appended to a file (the audit trail).
+    Jsonl(JsonlSink),
+    /// Slack (or Mattermost, Rocket.Chat) incoming webhook with Block Kit.
+    Slack(SlackSink),
+    /// Generic JSON POST of the report, HMAC-signed when `secret` is set.
+    Webhook(WebhookSink),
+    /// Metrics: `/metrics` in the daemon, a Pushgateway push after one-shot runs.
+    Prometheus(PrometheusSink),
+}
+
+impl SinkConfig {
+    /// The `type` as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Log(_) => "log",
+            SinkConfig::Jsonl(_) => "jsonl",
+            SinkConfig::Slack(_) => "slack",
+            SinkConfig::Webhook(_) => "webhook",
+            SinkConfig::Prometheus(_) => "prometheus",
+        }
+    }
+
+    /// The sink's unique name: its `name`, else its type. Delivery marks in the outbox are kept per name.
+    pub fn name(&self) -> &str {
+        let given = match self {
+            SinkConfig::Log(s) => &s.name,
+            SinkConfig::Jsonl(s) => &s.name,
+            SinkConfig::Slack(s) => &s.name,
+            SinkConfig::Webhook(s) => &s.name,
+            SinkConfig::Prometheus(s) => &s.name,
+        };
+        given.as_deref().unwrap_or(self.kind())
+    }
+
+    /// Findings below this severity are not sent to this sink.
+    pub fn min_severity(&self) -> Severity {
+        match self {
+            SinkConfig::Log(s) => s.min_severity,
+            SinkConfig::Jsonl(s) => s.min_severity,
+            SinkConfig::Slack(s) => s.min_severity,
+            SinkConfig::Webhook(s) => s.min_severity,
+            SinkConfig::Prometheus(_) => Severity::Info,
+        }
+    }
+
+    /// How long before the day's first scheduled action this sink gets the day's plan, if at all.
+    pub fn announce(&self) -> Option<Duration> {
+        match self {
+            SinkConfig::Slack(s) => s.announce,
+            SinkConfig::Webhook(s) => s.announce,
+            SinkConfig::Log(_) | SinkConfig::Jsonl(_) | SinkConfig::Prometheus(_) => None,
+        }
+    }
+}
+
+/// `type: log` — lines on stderr.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSink {
+    /// Unique sink name; default `log`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Lowest severity written; default `info`.
+    #[serde(default)]
+    pub min_severity: Severity,
+}
+
+/// `type: jsonl` — the audit trail: one JSON object per finding, fsynced once per run.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlSink {
+    /// Unique sink name; default `jsonl`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// File appended to, relative to the policy file.
+    pub path: String,
+    /// Lowest severity written; default `info`.
+    #[serde(default)]
+    pub min_severity: Severity,
+}
+
+/// `type: slack` — an incoming webhook (Slack, Mattermost, Rocket.Chat).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSink {
+    /// Unique sink name; default `slack`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The incoming-webhook URL; write `${SLACK_WEBHOOK_URL}` and keep it in the environment.
+    pub webhook_url: Secret,
+    /// Lowest severity posted; default `info`.
+    #[serde(default)]
+    pub min_severity: Severity,
+    /// Post the day's plan this long before the day's first scheduled action (e.g. `30m`).
+    #[serde(default)]
+    pub announce: Option<Duration>,
+    /// Channel override (honoured by Mattermost and legacy Slack webhooks).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Display name override; default `simian`.
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// `type: webhook` — the report as JSON, POSTed.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSink {
+    /// Unique sink name; default `webhook`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where to POST.
+    pub url: Secret,
+    /// HMAC-SHA256 key: the body is signed into `X-Simian-Signature: sha256=<hex>`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Extra request headers (e.g. `Authorization`); values are treated as secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Lowest severity sent; default `info`.
+    #[serde(default)]
+    pub min_severity: Severity,
+    /// Send the day's plan this long before the day's first scheduled action.
+    #[serde(default)]
+    pub announce: Option<Duration>,
+}
+
+/// `type: prometheus` — `/metrics` in the daemon; one-shot runs push to `pushgateway` when set.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSink {
+    /// Unique sink name; default `prometheus`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Pushgateway base URL, e.g. `http://127.0.0.1:9091`.
+    #[serde(default)]
+    pub pushgateway: Option<String>,
 }

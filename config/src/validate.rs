@@ -13,7 +13,8 @@ use crate::load::CalendarSpec;
 use crate::locate::{key, Issue, Seg};
 use crate::schema::{
     AwsEc2Target, CalendarConfig, ChaosConfig, DoctorConfig, ExecutorConfig, GorillaAction, GorillaConfig,
-    HostsTarget, LatencyConfig, LatencyVia, Policy, SshExecutorConfig, TargetConfig, TenEighteenConfig,
+    HostsTarget, LatencyConfig, LatencyVia, Policy, SinkConfig, SshExecutorConfig, TargetConfig,
+    TenEighteenConfig,
 };
 use crate::structural::closest;
 use crate::template;
@@ -72,9 +73,87 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (
         }
     }
     targets(&policy.targets, &mut issues);
+    sinks(policy, &mut issues);
     let schedules = monkeys(policy, all_targets, &mut issues);
     let resolved = Resolved { tz, store_path, kill_switch, calendar, schedules };
     (resolved, issues)
+}
+
+/// Unique names, usable URLs (never echoed: they may carry tokens), sane `announce` leads.
+fn sinks(policy: &Policy, issues: &mut Vec<Issue>) {
+    if policy.name.as_deref().is_some_and(|n| n.trim().is_empty() || n.contains('/')) {
+        issues.push(
+            Issue::at(vec![key("name")], "a policy name must be non-empty and contain no `/`")
+                .hint("e.g. `name: staging-eu`"),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, s) in policy.sinks.iter().enumerate() {
+        let at = |f: &str| vec![key("sinks"), Seg::Index(i), key(f)];
+        if !seen.insert(s.name()) {
+            let mut issue = Issue::at(vec![key("sinks"), Seg::Index(i)], format!("two sinks are named `{}`", s.name()))
+                .hint("give each sink of the same type its own `name:`; deliveries are tracked per name");
+            issue.at_key = true;
+            issues.push(issue);
+        }
+        let mut url = |field: &str, value: &str| {
+            if let Err(why) = check_url(value) {
+                issues.push(
+                    Issue::at(at(field), format!("`{field}` {why}"))
+                        .hint("use a full http:// or https:// URL (from the environment: `${NAME}`)"),
+                );
+            }
+        };
+        match s {
+            SinkConfig::Log(_) => {}
+            SinkConfig::Jsonl(j) => {
+                if j.path.trim().is_empty() {
+                    issues.push(Issue::at(at("path"), "must not be empty").hint("give a file path"));
+                }
+            }
+            SinkConfig::Slack(sl) => url("webhook_url", sl.webhook_url.expose()),
+            SinkConfig::Webhook(w) => {
+                url("url", w.url.expose());
+                for name in w.headers.keys() {
+                    let ok = !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+                    if !ok {
+                        issues.push(
+                            Issue::at(vec![key("sinks"), Seg::Index(i), key("headers"), key(name)], format!("invalid header name `{name}`"))
+                                .hint("letters, digits, `-` and `_` only"),
+                        );
+                    }
+                }
+            }
+            SinkConfig::Prometheus(p) => {
+                if let Some(g) = &p.pushgateway {
+                    url("pushgateway", g);
+                }
+            }
+        }
+        if let Some(a) = s.announce() {
+            if a.as_secs() == 0 || a.as_secs() >= 24 * 3600 {
+                issues.push(
+                    Issue::at(at("announce"), format!("`announce: {a}` must be more than 0 and less than 24h"))
+                        .hint("e.g. `announce: 30m`"),
+                );
+            }
+        }
+    }
+}
+
+/// Why `value` is not a usable http(s) URL; the value itself is never part of the answer.
+fn check_url(value: &str) -> Result<(), &'static str> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or(if value.is_empty() { "is empty" } else { "must start with http:// or https://" })?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') || value.chars().any(char::is_whitespace) {
+        return Err("is not a valid URL (no host, or whitespace)");
+    }
+    Ok(())
 }
 
 fn timezone(name: &str, issues: &mut Vec<Issue>) -> chrono_tz::Tz {

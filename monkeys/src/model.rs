@@ -5,7 +5,7 @@ use std::future::Future;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
-pub use simian_config::{Mode, MonkeyName};
+pub use simian_config::{Mode, MonkeyName, Severity};
 
 /// One machine (process, container, VM) a target knows about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -102,29 +102,6 @@ impl Outcome {
             Outcome::Done => "done",
             Outcome::Failed => "failed",
             Outcome::Skipped => "skipped",
-        }
-    }
-}
-
-/// How much a finding matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// For the record.
-    Info,
-    /// Someone should know.
-    Warning,
-    /// Someone should act.
-    Critical,
-}
-
-impl Severity {
-    /// Name in reports and the store.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
         }
     }
 }

@@ -11,6 +11,8 @@
 //! Dev-only: `publish = false`, used from `[dev-dependencies]`.
 #![forbid(unsafe_code)]
 
+pub mod pushgateway;
+pub mod receiver;
 pub mod sshd;
 pub mod vm;
 
