@@ -3,16 +3,18 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use simian_config::{LoadedPolicy, MonkeyName, PolicyErrors};
 use simian_scheduler::calendar::Calendar;
-use simian_scheduler::run::{revert_all, run_once, RunContext, RunOptions};
+use simian_scheduler::run::{MetricsHandle, RunOptions};
+use simian_scheduler::service::{self, RoundError};
 use simian_scheduler::store::Store;
+use simian_sinks::http::Poster;
 use simian_sinks::HistoryRow;
-use simian_targets::{Fleet, TargetError};
 use tokio_util::sync::CancellationToken;
 
 /// simian — a chaos-engineering agent fleet driven by a YAML policy.
@@ -40,6 +42,12 @@ pub enum Command {
     History(HistoryArgs),
     /// Restore every fault still active in the journal, now.
     Revert(RevertArgs),
+    /// Run continuously: fire monkeys at their cron times, serve /metrics and /healthz.
+    Daemon(DaemonArgs),
+    /// Reports and plans not yet delivered to every sink.
+    Outbox(OutboxArgs),
+    /// Post today's plan (upcoming actions) to the sinks with `announce` now.
+    Announce(PolicyArg),
     /// Start a local fleet of processes and let Chaos Monkey loose on it.
     Demo(DemoArgs),
     /// A tiny HTTP instance for the demo fleet (internal).
@@ -59,6 +67,40 @@ pub struct PolicyArg {
     /// Policy file.
     #[arg(long, short, env = "SIMIAN_POLICY", default_value = "simian.yaml")]
     pub policy: PathBuf,
+    /// Store file, overriding the policy's `store` (e.g. a state volume when the policy is read-only).
+    #[arg(long, env = "SIMIAN_STORE")]
+    pub store: Option<PathBuf>,
+}
+
+impl PolicyArg {
+    /// Load the policy and apply `--store`.
+    pub fn load(&self) -> Result<LoadedPolicy> {
+        let mut p = load_policy(&self.policy)?;
+        if let Some(s) = &self.store {
+            p.store_path = s.clone();
+        }
+        Ok(p)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub policy: PolicyArg,
+    /// Serve /metrics and /healthz here.
+    #[arg(long, env = "SIMIAN_LISTEN", default_value = "127.0.0.1:9464")]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    #[command(flatten)]
+    pub policy: PolicyArg,
+    /// Try to deliver everything pending now, ignoring backoff.
+    #[arg(long)]
+    pub flush: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -158,19 +200,23 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
 
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Validate(a) => validate(&a.policy),
+        Command::Validate(a) => validate(&a),
         Command::Schedule(a) => schedule(a),
         Command::Run(a) => run(a, false).await,
         Command::Plan(a) => run(a, true).await,
         Command::History(a) => history(a),
         Command::Revert(a) => revert(a).await,
+        Command::Daemon(a) => crate::daemon::daemon(a).await,
+        Command::Outbox(a) => crate::daemon::outbox(a).await,
+        Command::Announce(a) => crate::daemon::announce(a).await,
         Command::Demo(a) => crate::demo::demo(a).await,
         Command::DemoInstance { id, address } => crate::demo::instance(&id, &address).await,
     }
 }
 
-fn validate(path: &Path) -> Result<ExitCode> {
-    let p = load_policy(path)?;
+fn validate(a: &PolicyArg) -> Result<ExitCode> {
+    let path = &a.policy;
+    let p = a.load()?;
     let hosts: usize = p
         .policy
         .targets
@@ -195,7 +241,7 @@ fn validate(path: &Path) -> Result<ExitCode> {
 }
 
 fn schedule(a: ScheduleArgs) -> Result<ExitCode> {
-    let p = load_policy(&a.policy.policy)?;
+    let p = a.policy.load()?;
     let from = a.from.map(|f| f.with_timezone(&Utc)).unwrap_or_else(Utc::now);
     let cal = Calendar::new(p.tz, p.calendar.clone());
     let mut rows = Vec::new();
@@ -250,44 +296,30 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-/// The fleet, the policy re-reader and the store a round needs.
-struct Wiring {
-    fleet: Fleet,
-    store: Store,
-}
-
-impl Wiring {
-    fn new(policy: &LoadedPolicy) -> Result<Wiring> {
-        let fleet = Fleet::from_policy(&policy.policy);
-        let store = Store::open(&policy.store_path).context("cannot open the store")?;
-        Ok(Wiring { fleet, store })
-    }
-
-    async fn inventory(&self) -> Result<Result<Vec<simian_monkeys::Instance>, String>> {
-        match self.fleet.inventory().await {
-            Ok(inv) => Ok(Ok(inv)),
-            // Wrong credentials or endpoint: a configuration problem, reported once, exit 2.
-            Err(e @ (TargetError::Credentials { .. } | TargetError::Unreachable { .. })) => {
-                Err(anyhow::Error::new(BadInput(e.to_string())))
-            }
-            Err(e @ TargetError::Inventory { .. }) => Ok(Err(e.to_string())),
-        }
-    }
-}
-
-fn reloader(policy: &LoadedPolicy) -> impl Fn() -> Result<LoadedPolicy, String> + Sync {
-    let path = policy.path.clone();
-    move || simian_config::load(&path).map_err(|e| e.to_string())
-}
-
-/// Run one round against the policy's fleet; shared by `run`, `plan` and `demo`.
+/// Run one round against the policy's fleet and send its report to every sink; shared by `run`, `plan`
+/// and `demo`.
 pub async fn run_round(policy: &LoadedPolicy, opts: &RunOptions) -> Result<simian_monkeys::Report> {
-    let mut w = Wiring::new(policy)?;
-    let inventory = w.inventory().await?;
-    let reload = reloader(policy);
-    let ctx = RunContext { actuator: &w.fleet, inventory, reload: &reload };
-    let mut report = run_once(policy, opts, ctx, &mut w.store).await?;
-    report.api_calls = w.fleet.api_calls();
+    // Seeded before the run so a Pushgateway push carries cumulative totals.
+    let metrics = match service::pushgateway(policy) {
+        Some(_) => {
+            let store = Store::open(&policy.store_path).context("cannot open the store")?;
+            Some(Arc::new(service::seeded_metrics(&store)?))
+        }
+        None => None,
+    };
+    let mut opts = opts.clone();
+    opts.metrics = metrics.clone().map(MetricsHandle);
+    let report = match service::round(policy, &opts).await {
+        Ok(r) => r,
+        // Wrong credentials or endpoint: a configuration problem, reported once, exit 2.
+        Err(RoundError::Config(e)) => return Err(anyhow::Error::new(BadInput(e.to_string()))),
+        Err(e) => return Err(anyhow::Error::new(e)),
+    };
+    let poster = Poster::new().map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client")).ok();
+    service::publish_report(policy, &report, poster.as_ref()).await;
+    if let Some(m) = &metrics {
+        service::push_metrics(policy, m, &report).await;
+    }
     Ok(report)
 }
 
@@ -300,27 +332,27 @@ fn print_report(report: &simian_monkeys::Report, format: Format) -> Result<ExitC
 }
 
 async fn run(a: RunArgs, force_dry: bool) -> Result<ExitCode> {
-    let p = load_policy(&a.policy.policy)?;
+    let p = a.policy.load()?;
     let opts = RunOptions {
         monkeys: a.monkeys,
         dry_run: a.dry_run || force_dry,
         seed: a.seed,
         ignore_calendar: a.ignore_calendar,
         shutdown: shutdown_on_signals(),
+        metrics: None,
     };
     let report = run_round(&p, &opts).await?;
     print_report(&report, a.format)
 }
 
 async fn revert(a: RevertArgs) -> Result<ExitCode> {
-    let p = load_policy(&a.policy.policy)?;
-    let mut w = Wiring::new(&p)?;
-    let reload = reloader(&p);
-    // Reverting needs no inventory: the journal holds everything a restore needs.
-    let ctx = RunContext { actuator: &w.fleet, inventory: Ok(Vec::new()), reload: &reload };
-    let opts = RunOptions::default();
-    let mut report = revert_all(&p, &opts, ctx, &mut w.store).await?;
-    report.api_calls = w.fleet.api_calls();
+    let p = a.policy.load()?;
+    let report = service::revert(&p, &RunOptions::default()).await?;
+    if !report.findings.is_empty() {
+        let poster =
+            Poster::new().map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client")).ok();
+        service::publish_report(&p, &report, poster.as_ref()).await;
+    }
     print_report(&report, a.format)
 }
 
@@ -340,7 +372,7 @@ pub fn history_rows(p: &LoadedPolicy, since: chrono::TimeDelta) -> Result<Vec<Hi
 }
 
 fn history(a: HistoryArgs) -> Result<ExitCode> {
-    let p = load_policy(&a.policy.policy)?;
+    let p = a.policy.load()?;
     let rows = history_rows(&p, a.since.chrono())?;
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),

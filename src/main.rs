@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod daemon;
 mod demo;
 
 use std::process::ExitCode;

@@ -34,10 +34,6 @@ impl Drop for Upstream {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// One HTTP request/reply, timed from the request to the end of the reply.
 fn rtt(port: u16) -> Option<Duration> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -56,7 +52,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[test]
 fn proxy_adds_the_delay_once_per_reply_and_releases_the_port() {
     let up = Upstream::start();
-    let listen = free_port();
+    let listen = testkit::free_port();
     let dir = tempfile::tempdir().unwrap();
     let pol = dir.path().join("simian.yaml");
     std::fs::write(
@@ -103,7 +99,7 @@ fn proxy_adds_the_delay_once_per_reply_and_releases_the_port() {
 #[test]
 fn sigterm_stops_the_proxy_at_once() {
     let up = Upstream::start();
-    let listen = free_port();
+    let listen = testkit::free_port();
     let dir = tempfile::tempdir().unwrap();
     let pol = dir.path().join("simian.yaml");
     std::fs::write(

@@ -13,8 +13,8 @@ use chrono::{NaiveDate, NaiveTime, Weekday};
 use crate::cron5::Cron;
 use crate::locate::{key, path_string, Issue, Locator, Seg};
 use crate::schema::{
-    AwsEc2Target, HostsTarget, JsonlSink, LogSink, Policy, PrometheusSink, SinkConfig, SlackSink, TargetConfig,
-    WebhookSink,
+    AwsEc2Target, HostsTarget, JsonlSink, LogSink, Policy, PrometheusSink, SinkConfig, SlackSink,
+    TargetConfig, WebhookSink,
 };
 use crate::structural::{closest, deserialize_fixing, Ctx};
 use crate::yaml::{self, Value};
@@ -244,12 +244,16 @@ fn load_inner(
         p.sinks = sink_list;
         let (resolved, semantic) = crate::validate::validate(&p, base_dir, all_targets);
         // A key already reported as malformed was cut out; do not also report it as missing.
-        issues.extend(semantic.into_iter().filter(|i| !structural.contains(&path_string(&i.segs))).map(
-            |mut i| {
-                i.segs = locator.translate(&i.segs);
-                i
-            },
-        ));
+        // Compare in written indexes: items dropped as unreadable shift the indexes validation saw.
+        issues.extend(
+            semantic
+                .into_iter()
+                .map(|mut i| {
+                    i.segs = locator.translate(&i.segs);
+                    i
+                })
+                .filter(|i| !structural.contains(&path_string(&i.segs))),
+        );
         (p, resolved)
     });
 
@@ -368,7 +372,8 @@ fn take_type(
 /// Reports a `type` that names no known kind, with the closest one as the hint.
 fn unknown_type<T>(found: &str, what: &str, types: &[&str], mut path: Vec<Seg>, ctx: &mut Ctx) -> Option<T> {
     path.push(key("type"));
-    let mut issue = Issue::at(path, format!("unknown {what} type `{found}`; known types: {}", types.join(", ")));
+    let mut issue =
+        Issue::at(path, format!("unknown {what} type `{found}`; known types: {}", types.join(", ")));
     if let Some(c) = closest(found, types.iter().copied()) {
         issue.hint = Some(format!("did you mean `{c}`?"));
     }

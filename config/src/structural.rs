@@ -153,7 +153,9 @@ fn describe(msg: &str, cur: &[Seg], ctx: &Ctx) -> Option<Issue> {
             }
             return Some(issue);
         }
-        if matches!(parent, [Seg::Key(t), Seg::Index(_)] if t == "targets" || t == "sinks") && !allowed.contains(&"type") {
+        if matches!(parent, [Seg::Key(t), Seg::Index(_)] if t == "targets" || t == "sinks")
+            && !allowed.contains(&"type")
+        {
             allowed.insert(0, "type");
         }
         let list = allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");

@@ -81,18 +81,18 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (
 
 /// Unique names, usable URLs (never echoed: they may carry tokens), sane `announce` leads.
 fn sinks(policy: &Policy, issues: &mut Vec<Issue>) {
-    if policy.name.as_deref().is_some_and(|n| n.trim().is_empty() || n.contains('/')) {
+    if policy.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         issues.push(
-            Issue::at(vec![key("name")], "a policy name must be non-empty and contain no `/`")
-                .hint("e.g. `name: staging-eu`"),
+            Issue::at(vec![key("name")], "a policy name must not be empty").hint("e.g. `name: staging-eu`"),
         );
     }
     let mut seen = HashSet::new();
     for (i, s) in policy.sinks.iter().enumerate() {
         let at = |f: &str| vec![key("sinks"), Seg::Index(i), key(f)];
         if !seen.insert(s.name()) {
-            let mut issue = Issue::at(vec![key("sinks"), Seg::Index(i)], format!("two sinks are named `{}`", s.name()))
-                .hint("give each sink of the same type its own `name:`; deliveries are tracked per name");
+            let mut issue =
+                Issue::at(vec![key("sinks"), Seg::Index(i)], format!("two sinks are named `{}`", s.name()))
+                    .hint("give each sink of the same type its own `name:`; deliveries are tracked per name");
             issue.at_key = true;
             issues.push(issue);
         }
@@ -119,8 +119,11 @@ fn sinks(policy: &Policy, issues: &mut Vec<Issue>) {
                         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
                     if !ok {
                         issues.push(
-                            Issue::at(vec![key("sinks"), Seg::Index(i), key("headers"), key(name)], format!("invalid header name `{name}`"))
-                                .hint("letters, digits, `-` and `_` only"),
+                            Issue::at(
+                                vec![key("sinks"), Seg::Index(i), key("headers"), key(name)],
+                                format!("invalid header name `{name}`"),
+                            )
+                            .hint("letters, digits, `-` and `_` only"),
                         );
                     }
                 }
@@ -134,8 +137,11 @@ fn sinks(policy: &Policy, issues: &mut Vec<Issue>) {
         if let Some(a) = s.announce() {
             if a.as_secs() == 0 || a.as_secs() >= 24 * 3600 {
                 issues.push(
-                    Issue::at(at("announce"), format!("`announce: {a}` must be more than 0 and less than 24h"))
-                        .hint("e.g. `announce: 30m`"),
+                    Issue::at(
+                        at("announce"),
+                        format!("`announce: {a}` must be more than 0 and less than 24h"),
+                    )
+                    .hint("e.g. `announce: 30m`"),
                 );
             }
         }

@@ -200,7 +200,7 @@ fn load_reads_a_file_and_reports_its_name() {
     let e = load(&file).expect_err("invalid");
     assert_eq!(
         e.to_string(),
-        format!("{}:2:1: unknown key `mood` (hint: did you mean `mode`? allowed keys: `version`, `enabled`, `mode`, `timezone`, `store`, `kill_switch`, `calendar`, `opt_in`, `exclude`, `targets`, `monkeys`)", file.display())
+        format!("{}:2:1: unknown key `mood` (hint: did you mean `mode`? allowed keys: `version`, `enabled`, `mode`, `timezone`, `store`, `kill_switch`, `calendar`, `opt_in`, `exclude`, `targets`, `monkeys`, `name`, `sinks`)", file.display())
     );
     let e = load(&dir.path().join("missing.yaml")).expect_err("missing");
     assert!(e.to_string().contains("cannot read policy"), "{e}");
@@ -441,4 +441,30 @@ targets:
     assert_eq!(b.connect_timeout.map(|d| d.as_secs()), Some(3));
     assert_eq!(b.control_persist.map(|d| d.as_secs()), Some(300));
     assert_eq!(executors[2], simian_config::ExecutorConfig::Ssh(Default::default()));
+}
+
+#[test]
+fn sink_errors_name_the_place_and_never_echo_a_secret() {
+    let text = "version: 1
+sinks:
+  - type: log
+  - { type: slak, webhook_url: x }
+  - { type: slack, webhook_url: \"${HOOK}\", min_severity: loud, announce: 0s }
+  - { type: webhook, url: \"ftp://hooks/T0KEN\", secret: \"${SECRET}\", headers: { \"Bad Header\": v } }
+  - { type: slack, webhook_url: \"https://hooks.example/T0KEN\", colour: red }
+  - { type: jsonl }
+  - { type: prometheus, pushgateway: \"127.0.0.1:9091\" }
+  - type: log
+";
+    let vars = [("HOOK", "not-a-url-T0KEN"), ("SECRET", "s3cret")];
+    let out = errors(text, &vars);
+    assert!(!out.contains("T0KEN") && !out.contains("s3cret"), "{out}");
+    insta::assert_snapshot!("sink_errors", out);
+    // Valid sinks load, with the policy name defaulting to the file's stem.
+    let ok = "version: 1\nsinks:\n  - { type: slack, webhook_url: \"${HOOK}\", min_severity: warning, announce: 30m }\n  - { type: webhook, name: audit, url: \"https://h.example/x\", secret: s, headers: { Authorization: \"Bearer t\" } }\n  - { type: jsonl, path: f.jsonl }\n  - { type: prometheus, pushgateway: \"http://127.0.0.1:9091\" }\n";
+    let p = try_load(ok, &[("HOOK", "https://hooks.example/services/T0KEN")]).unwrap();
+    assert_eq!(p.policy.sinks.len(), 4);
+    assert_eq!(p.name, "policy");
+    assert_eq!(p.policy.sinks[1].name(), "audit");
+    assert!(!format!("{:?}", p.policy).contains("T0KEN"), "Debug must redact secrets");
 }

@@ -99,6 +99,35 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL,
         PRIMARY KEY (target, instance)
      );",
+    // 5: the durable outbox — messages written before any sink sees them, delivery marks per sink.
+    "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        created_ms INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        payload TEXT NOT NULL
+     );
+     CREATE TABLE deliveries (
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+        sink TEXT NOT NULL,
+        parts_done INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered_ms INTEGER,
+        PRIMARY KEY (outbox_id, sink)
+     );
+     CREATE INDEX deliveries_pending ON deliveries(sink, delivered_ms, outbox_id);
+     CREATE TABLE sink_backoff (
+        sink TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT
+     );
+     CREATE TABLE announcements (
+        day TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (day, sink)
+     );",
 ];
 
 /// Doctor's stored view of one instance: status and the current streaks.
@@ -161,6 +190,49 @@ pub struct HistoryEntry {
     pub mode: String,
     /// The finding.
     pub finding: Finding,
+}
+
+/// One undelivered (message, sink) pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelivery {
+    /// Outbox entry.
+    pub outbox_id: i64,
+    /// Sink name.
+    pub sink: String,
+    /// When the message was written.
+    pub created: DateTime<Utc>,
+    /// Short description (never a secret).
+    pub label: String,
+    /// The message, JSON.
+    pub payload: String,
+    /// Parts (chat messages) already acknowledged by the sink.
+    pub parts_done: u32,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// A sink's retry state after failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    /// Consecutive failed attempts.
+    pub failures: u32,
+    /// Not before this.
+    pub next_attempt: DateTime<Utc>,
+}
+
+/// Cumulative count of findings per (monkey, action, outcome).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionCount {
+    /// Monkey name.
+    pub monkey: String,
+    /// Action name.
+    pub action: String,
+    /// Outcome name.
+    pub outcome: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// An open store.
@@ -491,6 +563,196 @@ impl Store {
                 params![target, instance, row.status, row.failures, row.passes, ms(now)],
             )
             .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Write a message to the outbox with one pending delivery per sink, atomically; returns its id.
+    pub fn enqueue(
+        &mut self,
+        label: &str,
+        payload: &str,
+        sinks: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
+        tx.execute(
+            "INSERT INTO outbox (created_ms, label, payload) VALUES (?1, ?2, ?3)",
+            params![ms(now), label, payload],
+        )
+        .map_err(wrap)?;
+        let id = tx.last_insert_rowid();
+        for sink in sinks {
+            tx.execute("INSERT INTO deliveries (outbox_id, sink) VALUES (?1, ?2)", params![id, sink])
+                .map_err(wrap)?;
+        }
+        tx.commit().map_err(wrap)?;
+        Ok(id)
+    }
+
+    /// Undelivered messages, oldest first; only `sink`'s when given.
+    pub fn pending(&self, sink: Option<&str>) -> Result<Vec<PendingDelivery>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT d.outbox_id, d.sink, o.created_ms, o.label, o.payload, d.parts_done, d.attempts, d.last_error
+                 FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+                 WHERE d.delivered_ms IS NULL AND (?1 IS NULL OR d.sink = ?1)
+                 ORDER BY d.outbox_id, d.sink",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map(params![sink], |r| {
+                Ok(PendingDelivery {
+                    outbox_id: r.get(0)?,
+                    sink: r.get(1)?,
+                    created: from_ms(r.get(2)?),
+                    label: r.get(3)?,
+                    payload: r.get(4)?,
+                    parts_done: r.get(5)?,
+                    attempts: r.get(6)?,
+                    last_error: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// How many deliveries are still pending.
+    pub fn pending_count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM deliveries WHERE delivered_ms IS NULL", [], |r| r.get(0))
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The sink acknowledged `parts_done` parts of the message (a split chat report); kept so a retry
+    /// resumes after them instead of posting them twice.
+    pub fn delivery_progress(&self, outbox_id: i64, sink: &str, parts_done: u32) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET parts_done = ?3 WHERE outbox_id = ?1 AND sink = ?2",
+                params![outbox_id, sink, parts_done],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The sink has the whole message.
+    pub fn delivered(&self, outbox_id: i64, sink: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET delivered_ms = ?3, last_error = NULL WHERE outbox_id = ?1 AND sink = ?2",
+                params![outbox_id, sink, ms(now)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// An attempt failed; the delivery stays pending.
+    pub fn delivery_failed(&self, outbox_id: i64, sink: &str, error: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?3 WHERE outbox_id = ?1 AND sink = ?2",
+                params![outbox_id, sink, error],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The sink's retry state; `None` = healthy.
+    pub fn backoff(&self, sink: &str) -> Result<Option<Backoff>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT failures, next_attempt_ms FROM sink_backoff WHERE sink = ?1",
+                params![sink],
+                |r| Ok(Backoff { failures: r.get(0)?, next_attempt: from_ms(r.get(1)?) }),
+            )
+            .optional()
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Set (`Some`) or clear (`None`) the sink's retry state.
+    pub fn set_backoff(&self, sink: &str, state: Option<(&Backoff, &str)>) -> Result<(), StoreError> {
+        let r = match state {
+            Some((b, error)) => self.conn.execute(
+                "INSERT INTO sink_backoff (sink, failures, next_attempt_ms, last_error) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (sink) DO UPDATE SET failures = ?2, next_attempt_ms = ?3, last_error = ?4",
+                params![sink, b.failures, ms(b.next_attempt), error],
+            ),
+            None => self.conn.execute("DELETE FROM sink_backoff WHERE sink = ?1", params![sink]),
+        };
+        r.map(|_| ()).map_err(|e| self.wrap(e))
+    }
+
+    /// Drop fully delivered messages older than `before` (their findings stay in `findings`).
+    pub fn prune_outbox(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM deliveries WHERE outbox_id IN (
+                    SELECT o.id FROM outbox o WHERE o.created_ms < ?1
+                    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.outbox_id = o.id AND d.delivered_ms IS NULL));
+                 ",
+                params![ms(before)],
+            )
+            .and_then(|_| {
+                self.conn.execute(
+                    "DELETE FROM outbox WHERE created_ms < ?1
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.outbox_id = outbox.id)",
+                    params![ms(before)],
+                )
+            })
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Claim the day's announcement for a sink; false = already made (by this or another process).
+    pub fn claim_announcement(&self, day: &str, sink: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO announcements (day, sink, at_ms) VALUES (?1, ?2, ?3)",
+                params![day, sink, ms(now)],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Every finding ever recorded, counted by (monkey, action, outcome): the Prometheus counters' totals.
+    pub fn action_counts(&self) -> Result<Vec<ActionCount>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT monkey, action, outcome, COUNT(*) FROM findings GROUP BY monkey, action, outcome",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ActionCount {
+                    monkey: r.get(0)?,
+                    action: r.get(1)?,
+                    outcome: r.get(2)?,
+                    count: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// Faults applied and not yet reverted, per monkey.
+    pub fn active_faults_by_monkey(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT monkey, COUNT(*) FROM faults WHERE state IN ('intent', 'active') GROUP BY monkey",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// Instances Doctor currently holds unhealthy.
+    pub fn unhealthy_count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM health WHERE status = 'unhealthy'", [], |r| r.get(0))
             .map_err(|e| self.wrap(e))
     }
 

@@ -1,1 +1,183 @@
-//! (in progress)
+//! The log sink: one human-readable line per finding (or planned action) for stderr.
+
+use simian_monkeys::{Finding, Severity};
+
+use crate::message::{at_least, Announcement, Message, PlannedAction};
+
+/// The lines to print for `msg`: a header line, then one line per finding at or above `min` (reports) or per
+/// planned action (announcements, never filtered). No line holds a newline.
+pub fn lines(msg: &Message, min: Severity) -> Vec<String> {
+    match msg {
+        Message::Report { policy, report } => {
+            let shown: Vec<&Finding> = at_least(report, min).collect();
+            let total = report.findings.len();
+            let summary = if shown.len() == total {
+                count(total, "finding")
+            } else {
+                format!("{}, {} at {} or above", count(total, "finding"), shown.len(), min.as_str())
+            };
+            let mut out = vec![one_line(&format!(
+                "simian report: policy {policy}, run {}, mode {}, seed {}: {summary}",
+                report.run_id, report.mode, report.seed
+            ))];
+            out.extend(shown.into_iter().map(finding_line));
+            out
+        }
+        Message::Announcement(a) => announcement_lines(a),
+    }
+}
+
+fn finding_line(f: &Finding) -> String {
+    one_line(&format!(
+        "simian [{}] {} {} {} {}/{} group={} zone={}: {}",
+        f.severity.as_str(),
+        f.monkey,
+        f.action.as_str(),
+        f.outcome.as_str(),
+        dash(&f.target),
+        dash(&f.instance),
+        dash(&f.group),
+        dash(&f.zone),
+        f.message
+    ))
+}
+
+fn announcement_lines(a: &Announcement) -> Vec<String> {
+    let stop = match &a.kill_switch {
+        Some(path) => format!("; to object, create the kill switch {path}"),
+        None => String::new(),
+    };
+    let mut out = vec![one_line(&format!(
+        "simian plan for {} ({}): policy {}, mode {}, {}{stop}",
+        a.date,
+        a.timezone,
+        a.policy,
+        a.mode,
+        count(a.actions.len(), "action")
+    ))];
+    out.extend(a.actions.iter().map(action_line));
+    out
+}
+
+fn action_line(p: &PlannedAction) -> String {
+    one_line(&format!(
+        "simian plan {} {} {}/{} zone={}: {}",
+        p.at.format("%H:%M"),
+        p.monkey,
+        dash(&p.target),
+        p.group.as_deref().unwrap_or("*"),
+        p.zone.as_deref().unwrap_or("*"),
+        p.what
+    ))
+}
+
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+fn dash(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
+}
+
+/// Control characters (newlines above all) become spaces: a message must not forge further log lines.
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::PlannedAction;
+    use chrono::{DateTime, NaiveDate};
+    use simian_monkeys::{Action, Instance, MonkeyName, Outcome, Report};
+
+    fn report_msg() -> Message {
+        let inst = Instance {
+            target: "lab".into(),
+            id: "web-1".into(),
+            address: None,
+            group: "web".into(),
+            zone: Some("a".into()),
+            region: None,
+            url: None,
+            tags: Default::default(),
+        };
+        let t = DateTime::parse_from_rfc3339("2026-03-09T10:00:00-07:00").unwrap();
+        Message::Report {
+            policy: "nightly".into(),
+            report: Report {
+                run_id: "r1".into(),
+                mode: "live".into(),
+                seed: 42,
+                started_at: t,
+                finished_at: t,
+                api_calls: 0,
+                summary: Default::default(),
+                findings: vec![
+                    Finding::about(
+                        MonkeyName::Chaos,
+                        Action::Terminate,
+                        Outcome::Done,
+                        Severity::Warning,
+                        &inst,
+                        "terminated\nfake line",
+                    ),
+                    Finding::run_level(MonkeyName::Gorilla, Outcome::Skipped, Severity::Info, "kill switch"),
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn report_has_a_header_and_a_line_per_finding() {
+        let l = lines(&report_msg(), Severity::Info);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[0], "simian report: policy nightly, run r1, mode live, seed 42: 2 findings");
+        assert_eq!(
+            l[1],
+            "simian [warning] chaos terminate done lab/web-1 group=web zone=a: terminated fake line"
+        );
+        assert_eq!(l[2], "simian [info] gorilla run skipped -/- group=- zone=-: kill switch");
+    }
+
+    #[test]
+    fn findings_below_min_are_left_out_but_counted() {
+        let l = lines(&report_msg(), Severity::Warning);
+        assert_eq!(l.len(), 2);
+        assert!(l[0].ends_with("2 findings, 1 at warning or above"), "{}", l[0]);
+        assert!(lines(&report_msg(), Severity::Critical).len() == 1);
+        assert!(l.iter().all(|s| !s.contains('\n')));
+    }
+
+    #[test]
+    fn announcement_has_a_line_per_action() {
+        let msg = Message::Announcement(Announcement {
+            policy: "nightly".into(),
+            date: NaiveDate::from_ymd_opt(2026, 3, 10).unwrap(),
+            timezone: "Europe/Berlin".into(),
+            mode: "dry-run".into(),
+            kill_switch: Some("/etc/simian/stop".into()),
+            actions: vec![PlannedAction {
+                monkey: "chaos".into(),
+                at: DateTime::parse_from_rfc3339("2026-03-10T10:30:00+01:00").unwrap(),
+                target: Some("lab".into()),
+                group: None,
+                zone: Some("a".into()),
+                what: "terminate one instance".into(),
+            }],
+        });
+        let l = lines(&msg, Severity::Critical);
+        assert_eq!(
+            l,
+            [
+                "simian plan for 2026-03-10 (Europe/Berlin): policy nightly, mode dry-run, 1 action; \
+                 to object, create the kill switch /etc/simian/stop",
+                "simian plan 10:30 chaos lab/* zone=a: terminate one instance",
+            ]
+        );
+    }
+}

@@ -23,7 +23,9 @@ impl Message {
     /// A short label for logs and `simian outbox` (never contains a secret).
     pub fn label(&self) -> String {
         match self {
-            Message::Report { report, .. } => format!("report {} ({} findings)", report.run_id, report.findings.len()),
+            Message::Report { report, .. } => {
+                format!("report {} ({} findings)", report.run_id, report.findings.len())
+            }
             Message::Announcement(a) => format!("plan for {} ({} actions)", a.date, a.actions.len()),
         }
     }

@@ -245,8 +245,8 @@ impl Drop for Moto {
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 that was free a moment ago (the one helper every test harness here uses).
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }

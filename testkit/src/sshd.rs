@@ -6,7 +6,7 @@
 //! current user, and [`Sshd::known_hosts`] trusts exactly its host key.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -101,12 +101,6 @@ fn prepare_system() {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; sshd binds it a moment later).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
-}
-
 impl Sshd {
     /// Starts sshd on a free loopback port and waits until it accepts connections.
     ///
@@ -137,7 +131,7 @@ impl Sshd {
         // Retry on the small chance that another process takes the port between picking and binding it.
         let mut last_log = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = crate::free_port();
             let config = d.join("sshd_config");
             fs::write(&config, config_text(d, port, &host_key, &authorized)).expect("write sshd_config");
             let log = d.join("sshd.log");

@@ -323,10 +323,11 @@ impl Guest {
     }
 
     fn ssh_with_timeout(&self, argv: &[&str], connect_secs: u32) -> Output {
-        let remote: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+        // The same quoting simian's ssh executor uses: one function for every remote command line.
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
         self.ssh_command()
             .args(["-o", &format!("ConnectTimeout={connect_secs}"), "--"])
-            .arg(remote.join(" "))
+            .arg(simian_targets::shell_quote(&argv))
             .output()
             .unwrap_or_else(|e| panic!("cannot run ssh: {e}"))
     }
@@ -380,16 +381,6 @@ impl Drop for Guest {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// `arg` quoted for a POSIX shell (unchanged when it needs no quoting).
-fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
     }
 }
 
@@ -627,18 +618,6 @@ impl<W: Write> Cpio<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_for_the_remote_shell() {
-        assert_eq!(shell_quote("tc"), "tc");
-        assert_eq!(shell_quote("5117:"), "5117:");
-        assert_eq!(
-            shell_quote("sleep 3; tc qdisc del dev eth0 root"),
-            "'sleep 3; tc qdisc del dev eth0 root'"
-        );
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 
     #[test]
     fn writes_newc_entries_padded_to_four_bytes() {

@@ -160,3 +160,9 @@ pub fn killed(report: &Value) -> Vec<String> {
         .map(|f| f["instance"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Switch a written policy from `mode: live` to `mode: dry-run`.
+pub fn make_dry_run(policy: &Path) {
+    let text = std::fs::read_to_string(policy).unwrap();
+    std::fs::write(policy, text.replacen("mode: live\n", "mode: dry-run\n", 1)).unwrap();
+}

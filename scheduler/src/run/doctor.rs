@@ -89,6 +89,9 @@ impl<A: Actuator> Round<'_, '_, A> {
         .collect()
         .await;
         probes.sort_by(|a, b| (&a.inst.target, &a.inst.id).cmp(&(&b.inst.target, &b.inst.id)));
+        if let Some(m) = &self.opts.metrics {
+            probes.iter().filter_map(|p| p.latency).for_each(|l| m.0.observe_probe(l.as_secs_f64()));
+        }
 
         let threshold = cfg.failures_before_unhealthy.max(1);
         let mut health = self.store.health()?;

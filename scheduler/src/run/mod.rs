@@ -33,6 +33,18 @@ pub struct RunOptions {
     pub ignore_calendar: bool,
     /// Cancelled on SIGINT/SIGTERM: stop acting, revert this run's faults at once.
     pub shutdown: CancellationToken,
+    /// Where Doctor's probe latencies go (the Prometheus histogram), if anywhere.
+    pub metrics: Option<MetricsHandle>,
+}
+
+/// Shared Prometheus metrics, as a run option.
+#[derive(Clone)]
+pub struct MetricsHandle(pub std::sync::Arc<simian_sinks::metrics::Metrics>);
+
+impl std::fmt::Debug for MetricsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsHandle")
+    }
 }
 
 /// Why a run could not happen at all (findings cover everything else).

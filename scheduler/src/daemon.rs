@@ -1,0 +1,429 @@
+//! The long-running daemon: fires each monkey at its cron times (never two rounds of one monkey at once),
+//! posts the day's plan, retries the outbox, serves `/metrics` and `/healthz`, reloads the policy on
+//! request, and on shutdown reverts every active fault and flushes the outbox.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeDelta, Utc};
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use simian_config::{LoadedPolicy, MonkeyName};
+use simian_monkeys::Report;
+use simian_sinks::http::Poster;
+use simian_sinks::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+use simian_sinks::Message;
+use simian_targets::Fleet;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::calendar::Calendar;
+use crate::outbox::{self, Urgency};
+use crate::run::{MetricsHandle, RunOptions};
+use crate::service;
+use crate::store::{Store, StoreError};
+
+/// The longest the loop sleeps: wall-clock jumps, announcements and outbox retries are noticed this fast.
+const TICK: Duration = Duration::from_secs(30);
+/// `/healthz` fails when the loop has not ticked for this long.
+const STALE_AFTER_SECS: i64 = 150;
+/// On shutdown, rounds get this long to revert their faults before the journal-wide revert.
+const ROUNDS_GRACE: Duration = Duration::from_secs(15);
+/// On shutdown, the outbox flush gets this long.
+const FLUSH_GRACE: Duration = Duration::from_secs(8);
+
+/// Where "now" comes from.
+pub trait Clock: Send + Sync {
+    /// The current wall-clock instant.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Wall time that moves with tokio's clock from an anchor, so tests can pause and advance it.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    anchor: DateTime<Utc>,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock reading `anchor` now.
+    pub fn starting_at(anchor: DateTime<Utc>) -> TokioClock {
+        TokioClock { anchor, start: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.anchor + TimeDelta::from_std(self.start.elapsed()).unwrap_or_default()
+    }
+}
+
+/// Why the daemon could not start (once running, problems are logged and it carries on).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The metrics address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How the daemon is driven.
+pub struct DaemonOptions {
+    /// Serve `/metrics` and `/healthz` here; `None` = no HTTP server.
+    pub listen: Option<SocketAddr>,
+    /// Cancelled on SIGTERM/SIGINT.
+    pub shutdown: CancellationToken,
+    /// One message per SIGHUP: reload the policy.
+    pub reload: mpsc::Receiver<()>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Every finished round's report, for tests and embedding.
+    pub on_round: Option<mpsc::UnboundedSender<(MonkeyName, Report)>>,
+    /// Called once the HTTP server is bound, with its address (port 0 picks a free one).
+    pub on_listen: Option<Box<dyn FnOnce(SocketAddr) + Send>>,
+}
+
+/// Run until `opts.shutdown` is cancelled; then revert, flush, and return.
+pub async fn run(policy: LoadedPolicy, opts: DaemonOptions) -> Result<(), DaemonError> {
+    // Boxed: the loop's future is deep, and callers should not pay for its layout.
+    tokio::task::LocalSet::new().run_until(Box::pin(main_loop(policy, opts))).await
+}
+
+/// The daemon's state between ticks.
+struct Daemon {
+    policy: LoadedPolicy,
+    /// A `--store` override, kept across reloads.
+    store_path: std::path::PathBuf,
+    metrics: Arc<Metrics>,
+    poster: Option<Arc<Poster>>,
+    next: BTreeMap<MonkeyName, DateTime<Utc>>,
+    running: BTreeMap<MonkeyName, JoinHandle<()>>,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+    on_round: Option<mpsc::UnboundedSender<(MonkeyName, Report)>>,
+}
+
+async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), DaemonError> {
+    let store = Store::open(&policy.store_path)?;
+    let metrics = Arc::new(service::seeded_metrics(&store)?);
+    drop(store);
+    let heartbeat = Arc::new(AtomicI64::new(opts.clock.now().timestamp()));
+    if let Some(addr) = opts.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Listen { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        info!(addr = %bound, "serving /metrics and /healthz");
+        if let Some(f) = opts.on_listen.take() {
+            f(bound);
+        }
+        let state = HttpState {
+            metrics: metrics.clone(),
+            heartbeat: heartbeat.clone(),
+            clock: opts.clock.clone(),
+            store_path: policy.store_path.clone(),
+        };
+        tokio::spawn(serve(listener, Arc::new(state), opts.shutdown.clone()));
+    }
+    let poster = match Poster::new() {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            error!(error = %e, "cannot build the HTTP client; reports stay in the outbox");
+            None
+        }
+    };
+    let mut d = Daemon {
+        store_path: policy.store_path.clone(),
+        policy,
+        metrics,
+        poster,
+        next: BTreeMap::new(),
+        running: BTreeMap::new(),
+        shutdown: opts.shutdown.clone(),
+        clock: opts.clock.clone(),
+        on_round: opts.on_round.take(),
+    };
+    d.plan_next(d.clock.now());
+    info!(policy = %d.policy.name, monkeys = d.next.len(), "daemon started");
+    loop {
+        let now = d.clock.now();
+        heartbeat.store(now.timestamp(), Ordering::Relaxed);
+        d.fire_due(now);
+        d.announce(now).await;
+        d.retry_outbox().await;
+        let wait = d
+            .next
+            .values()
+            .min()
+            .and_then(|at| (*at - d.clock.now()).to_std().ok())
+            .unwrap_or_default()
+            .min(TICK)
+            // Never spin: the earliest fire is at least a millisecond away once fired.
+            .max(Duration::from_millis(1));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = opts.shutdown.cancelled() => break,
+            Some(()) = opts.reload.recv() => d.reload(),
+        }
+    }
+    d.stop().await;
+    Ok(())
+}
+
+impl Daemon {
+    /// Each monkey's next fire strictly after `after`, inside the calendar.
+    fn plan_next(&mut self, after: DateTime<Utc>) {
+        let cal = Calendar::new(self.policy.tz, self.policy.calendar.clone());
+        self.next = self
+            .policy
+            .schedules
+            .iter()
+            .filter_map(|(m, cron)| {
+                cal.next_fires(cron, after, 1).first().map(|at| (*m, at.with_timezone(&Utc)))
+            })
+            .collect();
+    }
+
+    /// Start a round for every monkey whose time has come, unless its previous round still runs.
+    fn fire_due(&mut self, now: DateTime<Utc>) {
+        let due: Vec<MonkeyName> = self.next.iter().filter(|(_, at)| **at <= now).map(|(m, _)| *m).collect();
+        let cal = Calendar::new(self.policy.tz, self.policy.calendar.clone());
+        for m in due {
+            // Fires missed while the machine slept are skipped, not caught up.
+            match self.policy.schedules.get(&m).and_then(|c| cal.next_fires(c, now, 1).first().copied()) {
+                Some(at) => self.next.insert(m, at.with_timezone(&Utc)),
+                None => self.next.remove(&m),
+            };
+            if self.running.get(&m).is_some_and(|h| !h.is_finished()) {
+                warn!(monkey = %m, "previous round still running; skipping this fire");
+                continue;
+            }
+            info!(monkey = %m, "firing");
+            let task = self.round(m);
+            self.running.insert(m, tokio::task::spawn_local(task));
+        }
+    }
+
+    /// One monkey's round, then its report to the metrics, the outbox and the sinks.
+    fn round(&self, m: MonkeyName) -> impl std::future::Future<Output = ()> + 'static {
+        let policy = self.policy.clone();
+        let metrics = self.metrics.clone();
+        let poster = self.poster.clone();
+        let on_round = self.on_round.clone();
+        let opts = RunOptions {
+            monkeys: vec![m],
+            shutdown: self.shutdown.clone(),
+            metrics: Some(MetricsHandle(metrics.clone())),
+            ..RunOptions::default()
+        };
+        async move {
+            match service::round(&policy, &opts).await {
+                Ok(report) => {
+                    metrics.record_report(&report);
+                    service::publish_report(&policy, &report, poster.as_deref()).await;
+                    refresh(&metrics, &policy);
+                    if let Some(tx) = on_round {
+                        let _ = tx.send((m, report));
+                    }
+                }
+                Err(e) => error!(monkey = %m, error = %e, "round failed"),
+            }
+        }
+    }
+
+    /// Post the day's plan to each sink with `announce`, once per local day.
+    async fn announce(&mut self, now: DateTime<Utc>) {
+        let leads: Vec<(String, TimeDelta)> = self
+            .policy
+            .policy
+            .sinks
+            .iter()
+            .filter_map(|s| s.announce().map(|a| (s.name().to_string(), a.chrono())))
+            .collect();
+        for (sink, lead) in leads {
+            let Some((day, _first)) = crate::announce::due(&self.policy, lead, now) else { continue };
+            let claimed = Store::open(&self.policy.store_path)
+                .and_then(|s| s.claim_announcement(&day.to_string(), &sink, Utc::now()));
+            match claimed {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    warn!(error = %e, "cannot record the announcement");
+                    continue;
+                }
+            }
+            let inventory = Fleet::from_policy(&self.policy.policy).inventory().await.unwrap_or_else(|e| {
+                warn!(error = %e, "cannot list instances for the day's plan; announcing times only");
+                Vec::new()
+            });
+            let msg = Message::Announcement(crate::announce::plan(&self.policy, &inventory, day, now));
+            info!(sink = %sink, day = %day, "announcing the day's plan");
+            let Some(poster) = &self.poster else { continue };
+            if let Err(e) = service::publish(&self.policy, &msg, Some(&sink), poster).await {
+                error!(error = %e, "cannot write the day's plan to the outbox");
+            }
+        }
+    }
+
+    /// Deliver what earlier failures left in the outbox, for sinks whose backoff is over.
+    async fn retry_outbox(&self) {
+        let Some(poster) = &self.poster else { return };
+        let result = match Store::open(&self.policy.store_path) {
+            Ok(mut store) => {
+                outbox::deliver(&mut store, &self.policy, poster, Urgency::Normal { fresh: None }).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(s) => self.metrics.set_outbox_pending(s.pending as i64),
+            Err(e) => warn!(error = %e, "cannot read the outbox"),
+        }
+    }
+
+    /// SIGHUP: take the new policy if it loads; otherwise say why and keep the old one.
+    fn reload(&mut self) {
+        match simian_config::load(&self.policy.path) {
+            Ok(mut p) => {
+                p.store_path = self.store_path.clone();
+                info!(policy = %p.path.display(), monkeys = p.schedules.len(), "policy reloaded");
+                self.policy = p;
+                self.plan_next(self.clock.now());
+            }
+            Err(e) => error!("policy reload failed, keeping the previous policy:\n{e}"),
+        }
+    }
+
+    /// Stop: let rounds revert their faults, revert anything left in the journal, flush the outbox.
+    async fn stop(&mut self) {
+        info!(rounds = self.running.values().filter(|h| !h.is_finished()).count(), "stopping");
+        let rounds = futures_util::future::join_all(std::mem::take(&mut self.running).into_values());
+        if tokio::time::timeout(ROUNDS_GRACE, rounds).await.is_err() {
+            warn!("rounds did not finish in time; reverting from the journal");
+        }
+        match service::revert(&self.policy, &RunOptions::default()).await {
+            Ok(report) if !report.findings.is_empty() => {
+                info!(reverted = report.findings.len(), "active faults reverted");
+                self.metrics.record_report(&report);
+                service::publish_report(&self.policy, &report, None).await;
+            }
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "cannot revert active faults"),
+        }
+        if let Some(poster) = &self.poster {
+            let flush = async {
+                let mut store = Store::open(&self.policy.store_path)?;
+                outbox::deliver(&mut store, &self.policy, poster, Urgency::Force).await
+            };
+            match tokio::time::timeout(FLUSH_GRACE, flush).await {
+                Ok(Ok(s)) if s.pending > 0 => {
+                    warn!(pending = s.pending, "outbox not empty at exit; the next start delivers it")
+                }
+                Ok(Ok(_)) => info!("outbox flushed"),
+                Ok(Err(e)) => warn!(error = %e, "cannot flush the outbox"),
+                Err(_) => warn!("outbox flush timed out; the next start delivers the rest"),
+            }
+        }
+        refresh(&self.metrics, &self.policy);
+    }
+}
+
+fn refresh(metrics: &Metrics, policy: &LoadedPolicy) {
+    if let Err(e) = Store::open(&policy.store_path).and_then(|s| service::refresh_gauges(metrics, &s)) {
+        warn!(error = %e, "cannot refresh gauges");
+    }
+}
+
+/// What the HTTP handlers read.
+struct HttpState {
+    metrics: Arc<Metrics>,
+    heartbeat: Arc<AtomicI64>,
+    clock: Arc<dyn Clock>,
+    /// Gauges are read from the store at scrape time: a fault held by a running round counts at once.
+    store_path: std::path::PathBuf,
+}
+
+async fn serve(listener: tokio::net::TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&req, &state)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await {
+                tracing::debug!(error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
+fn handle<B>(req: &Request<B>, state: &HttpState) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, ctype: &str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        if let Ok(v) = ctype.parse() {
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    match (req.method(), req.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => {
+            if let Err(e) =
+                Store::open(&state.store_path).and_then(|s| service::refresh_gauges(&state.metrics, &s))
+            {
+                warn!(error = %e, "cannot refresh gauges from the store");
+            }
+            reply(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, state.metrics.encode())
+        }
+        (&hyper::Method::GET, "/healthz") => {
+            let age = state.clock.now().timestamp() - state.heartbeat.load(Ordering::Relaxed);
+            if age <= STALE_AFTER_SECS {
+                reply(StatusCode::OK, "text/plain", "ok\n".into())
+            } else {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("scheduler loop stalled for {age}s\n"),
+                )
+            }
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics or /healthz\n".into()),
+    }
+}

@@ -1,0 +1,193 @@
+//! End-to-end `simian daemon`: real per-minute cron firing against processes this test starts, no overlap
+//! of a monkey's rounds, /metrics and /healthz over HTTP, SIGHUP with a broken policy, and SIGTERM
+//! reverting an active fault and flushing the outbox within 30 s.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use testkit::receiver::Receiver;
+
+const TOKEN: &str = "d43m0n-T0KEN-9a8b";
+
+const ZONED: &[Spec] = &[
+    ("web-a", "web", "a", true),
+    ("web-b", "web", "b", true),
+    ("api-a", "api", "a", true),
+    ("api-c", "api", "c", true),
+];
+
+const ISOLATE: &str = "    isolate: [\"kill\", \"-STOP\", \"{tag:pid}\"]\n    restore: [\"kill\", \"-CONT\", \"{tag:pid}\"]\n    terminate: [\"kill\", \"-TERM\", \"{tag:pid}\"]\n";
+
+/// A running daemon whose stderr is collected line by line.
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn start(policy: &std::path::Path, rx: &Receiver) -> Daemon {
+        let port = testkit::free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_simian"))
+            .args(["daemon", "--policy", p(policy), "--listen", &format!("127.0.0.1:{port}")])
+            .env("SIMIAN_WEBHOOK_URL", rx.url(&format!("/hook/{TOKEN}")))
+            .env("SIMIAN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (stderr, sink) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let d = Daemon { child, port, log };
+        assert!(d.wait_log("serving /metrics", 10), "daemon did not start:\n{}", d.log());
+        d
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn wait_log(&self, needle: &str, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, text)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok);
+    }
+
+    /// Wait for exit; the exit status and how long it took.
+    fn wait_exit(&mut self, secs: u64) -> (Option<i32>, Duration) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(secs) {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (st.code(), t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (None, t.elapsed())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Seconds until just after the next minute boundary (cron fires on the minute).
+fn secs_to_next_minute() -> u64 {
+    let now = chrono::Utc::now();
+    60 - u64::from(chrono::Timelike::second(&now))
+}
+
+#[test]
+fn per_minute_isolation_never_overlaps_and_sigterm_reverts_within_30s() {
+    let fleet = Fleet::start(ZONED);
+    let rx = Receiver::start();
+    let top = "name: lab\nsinks:\n  - type: log\n  - { type: webhook, url: \"${SIMIAN_WEBHOOK_URL}\" }\n";
+    let pol = fleet.write_policy_with(
+        ZONED,
+        top,
+        ISOLATE,
+        "  gorilla:\n    schedule: \"* * * * *\"\n    zone: a\n    action: isolate\n    duration: 1h\n",
+    );
+    let mut d = Daemon::start(&pol, &rx);
+    let (status, body) = d.get("/healthz");
+    assert_eq!(status, 200, "{body}");
+    // The first fire comes at the next minute: zone a is isolated (the processes are stopped).
+    assert!(fleet.wait_state("web-a", 'T', secs_to_next_minute() + 15), "no fire:\n{}", d.log());
+    assert_eq!(fleet.state("api-a"), 'T');
+    assert_ne!(fleet.state("web-b"), 'T');
+    let (status, metrics) = d.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("application/openmetrics-text"), "{metrics}");
+    assert!(metrics.contains("simian_active_faults{monkey=\"gorilla\"} 2"), "{metrics}");
+    // The next minute's fire finds the round still holding its fault: skipped, not doubled.
+    assert!(d.wait_log("previous round still running", secs_to_next_minute() + 15), "{}", d.log());
+
+    d.signal("-TERM");
+    let (code, took) = d.wait_exit(30);
+    assert_eq!(code, Some(0), "{}", d.log());
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    for id in ["web-a", "api-a"] {
+        assert!(fleet.wait_state(id, 'S', 2), "{id} must run again after SIGTERM:\n{}", d.log());
+    }
+    // The round's report (isolations and their restores) reached the webhook before exit.
+    let reports: Vec<Value> =
+        rx.requests().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    let actions: Vec<(String, String)> = reports
+        .iter()
+        .flat_map(|r| r["report"]["findings"].as_array().cloned().unwrap_or_default())
+        .map(|f| (f["action"].as_str().unwrap().to_string(), f["outcome"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(actions.iter().filter(|a| *a == &("isolate".into(), "done".into())).count(), 2, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| *a == &("restore".into(), "done".into())).count(), 2, "{actions:?}");
+    assert!(!d.log().contains(TOKEN), "webhook URL leaked:\n{}", d.log());
+}
+
+#[test]
+fn sighup_with_a_broken_policy_keeps_the_old_one() {
+    let fleet = Fleet::start(SPEC);
+    let rx = Receiver::start();
+    let top = "sinks:\n  - { type: webhook, url: \"${SIMIAN_WEBHOOK_URL}\" }\n";
+    let pol = fleet.write_policy_with(
+        SPEC,
+        top,
+        &format!("    terminate: {KILL}\n"),
+        "  chaos:\n    schedule: \"* * * * *\"\n",
+    );
+    make_dry_run(&pol);
+    let good = std::fs::read_to_string(&pol).unwrap();
+    let mut d = Daemon::start(&pol, &rx);
+    std::fs::write(
+        &pol,
+        good.replace("schedule: \"* * * * *\"", "schedule: \"61 * * * *\"\n    probabilty: 2"),
+    )
+    .unwrap();
+    d.signal("-HUP");
+    assert!(d.wait_log("policy reload failed", 10), "{}", d.log());
+    let log = d.log();
+    // The error names the file and line, like `simian validate`.
+    assert!(log.contains(&format!("{}:", p(&pol))) && log.contains("probabilty"), "{log}");
+    // The old policy keeps firing: a chaos report arrives at the next minute.
+    assert!(rx.wait_for(1, Duration::from_secs(secs_to_next_minute() + 20)), "{}", d.log());
+    let body: Value = serde_json::from_slice(&rx.requests()[0].body).unwrap();
+    assert_eq!(body["report"]["findings"][0]["monkey"], "chaos");
+    assert_eq!(d.get("/healthz").0, 200);
+    // A good policy is taken on the next SIGHUP.
+    std::fs::write(&pol, good).unwrap();
+    d.signal("-HUP");
+    assert!(d.wait_log("policy reloaded", 10), "{}", d.log());
+    d.signal("-INT");
+    assert_eq!(d.wait_exit(30).0, Some(0), "{}", d.log());
+}
