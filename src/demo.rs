@@ -192,6 +192,14 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
             check(alive, format!("{id} still answers"));
         }
     }
+    let audit = std::fs::read_to_string(policy.resolve("findings.jsonl")).unwrap_or_default();
+    check(
+        audit.lines().count() == report.findings.len(),
+        format!(
+            "{} finding(s) in the jsonl audit trail (sink `jsonl`, via the outbox)",
+            audit.lines().count()
+        ),
+    );
     for m in &mut members {
         let _ = m.child.start_kill();
         let _ = m.child.wait().await;
