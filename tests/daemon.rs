@@ -191,3 +191,32 @@ fn sighup_with_a_broken_policy_keeps_the_old_one() {
     d.signal("-INT");
     assert_eq!(d.wait_exit(30).0, Some(0), "{}", d.log());
 }
+
+#[test]
+fn the_days_plan_is_posted_once_inside_the_announce_window() {
+    let fleet = Fleet::start(SPEC);
+    let rx = Receiver::start();
+    // The day's only Chaos fire is 3 minutes from now: inside a 30-minute announce window at once.
+    let at = chrono::Utc::now() + chrono::TimeDelta::minutes(3);
+    let cron = at.format("%M %H * * *").to_string();
+    let top = "sinks:\n  - { type: webhook, url: \"${SIMIAN_WEBHOOK_URL}\", announce: 30m }\n";
+    let chaos = format!("  chaos:\n    schedule: \"{cron}\"\n");
+    let pol = fleet.write_policy_with(SPEC, top, &format!("    terminate: {KILL}\n"), &chaos);
+    make_dry_run(&pol);
+    let mut d = Daemon::start(&pol, &rx);
+    assert!(rx.wait_for(1, Duration::from_secs(10)), "no plan posted:\n{}", d.log());
+    let body: Value = serde_json::from_slice(&rx.requests()[0].body).unwrap();
+    assert_eq!(body["kind"], "announcement", "{body}");
+    let groups: Vec<&str> =
+        body["actions"].as_array().unwrap().iter().map(|a| a["group"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["api", "web"], "one line per opted-in group: {body}");
+    assert!(body["actions"][0]["at"].as_str().unwrap().contains(&at.format("%H:%M").to_string()), "{body}");
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(30).0, Some(0), "{}", d.log());
+    // A restart the same day does not announce again: the plan is claimed per day and sink in the store.
+    let mut d = Daemon::start(&pol, &rx);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(rx.requests().len(), 1, "{:?}", rx.requests());
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(30).0, Some(0), "{}", d.log());
+}

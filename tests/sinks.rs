@@ -37,6 +37,14 @@ fn sinks(dir: &Path) -> String {
     )
 }
 
+/// A dry-run policy for the fleet with Chaos Monkey every minute and `top` (sinks, name, …) added.
+fn chaos_policy(fleet: &Fleet, top: &str) -> std::path::PathBuf {
+    let chaos = "  chaos:\n    schedule: \"* * * * *\"\n";
+    let pol = fleet.write_policy_with(SPEC, top, &format!("    terminate: {KILL}\n"), chaos);
+    make_dry_run(&pol);
+    pol
+}
+
 /// The secrets must appear in no output line of simian.
 fn assert_no_secrets(out: &Output) {
     for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
@@ -61,13 +69,7 @@ fn outbox(rx: &Receiver, pol: &Path) -> Value {
 fn receiver_down_for_two_runs_then_up_gets_every_finding_exactly_once() {
     let fleet = Fleet::start(SPEC);
     let rx = Receiver::start();
-    let pol = fleet.write_policy_with(
-        SPEC,
-        &sinks(fleet.dir.path()),
-        &format!("    terminate: {KILL}\n"),
-        "  chaos:\n    schedule: \"* * * * *\"\n",
-    );
-    make_dry_run(&pol);
+    let pol = chaos_policy(&fleet, &sinks(fleet.dir.path()));
     rx.set_down(true);
     let mut runs = Vec::new();
     for _ in 0..2 {
@@ -176,13 +178,7 @@ fn slack_min_severity_filters_and_announce_posts_the_plan() {
     let top = format!(
         "timezone: {tz}\nkill_switch: STOP\nsinks:\n  - {{ type: slack, webhook_url: \"${{SLACK_WEBHOOK_URL}}\", min_severity: warning, announce: 30m }}\n"
     );
-    let pol = fleet.write_policy_with(
-        SPEC,
-        &top,
-        &format!("    terminate: {KILL}\n"),
-        "  chaos:\n    schedule: \"* * * * *\"\n",
-    );
-    make_dry_run(&pol);
+    let pol = chaos_policy(&fleet, &top);
     // Dry-run findings are `info`: below the sink's minimum, so nothing is posted.
     let out = simian_env(&rx, &["run", "--policy", p(&pol)]);
     assert_ok(&out);
@@ -209,13 +205,7 @@ fn one_shot_run_pushes_cumulative_metrics_to_the_real_pushgateway() {
     let gw = testkit::pushgateway::Pushgateway::start();
     let fleet = Fleet::start(SPEC);
     let top = format!("name: lab/eu\nsinks:\n  - {{ type: prometheus, pushgateway: \"{}\" }}\n", gw.url());
-    let pol = fleet.write_policy_with(
-        SPEC,
-        &top,
-        &format!("    terminate: {KILL}\n"),
-        "  chaos:\n    schedule: \"* * * * *\"\n",
-    );
-    make_dry_run(&pol);
+    let pol = chaos_policy(&fleet, &top);
     let planned = |api: &Value| -> Option<f64> {
         let groups = api["data"].as_array()?;
         let g =

@@ -55,10 +55,9 @@ pub fn due(policy: &LoadedPolicy, lead: TimeDelta, now: DateTime<Utc>) -> Option
     let today = now.with_timezone(&policy.tz).date_naive();
     // The lead may reach back over midnight: tomorrow's first action can be due today.
     [Some(today), today.succ_opt()].into_iter().flatten().find_map(|day| {
-        let first = fires_on(policy, day).into_iter().map(|(_, at)| at).find(|at| *at > now)?;
-        // Only the day's real first action opens the window: later fires of the day are not re-announced.
-        let day_first = fires_on(policy, day).first().map(|(_, at)| *at)?;
-        (first == day_first && now >= first - lead).then_some((day, first))
+        // Only the day's first action opens the window: later fires of the day are not re-announced.
+        let (_, first) = *fires_on(policy, day).first()?;
+        (first > now && now >= first - lead).then_some((day, first))
     })
 }
 
@@ -79,16 +78,7 @@ pub fn plan(
     for (m, at) in fires_on(policy, day).into_iter().filter(|(_, at)| *at >= after) {
         match m {
             MonkeyName::Chaos => {
-                for (target, group) in &groups {
-                    actions.push(PlannedAction {
-                        monkey: m.as_str().into(),
-                        at: local(at),
-                        target: Some(target.clone()),
-                        group: Some(group.clone()),
-                        zone: None,
-                        what: "may terminate one instance of this group".into(),
-                    });
-                }
+                actions.extend(per_group(&groups, m, local(at), "may terminate one instance of this group"))
             }
             MonkeyName::Gorilla => {
                 let Some(g) = &ms.gorilla else { continue };
@@ -117,19 +107,8 @@ pub fn plan(
                 let Some(l) = &ms.latency else { continue };
                 let delay = l.delay.map_or("the configured delay".into(), |d| d.to_string());
                 let dur = l.duration.map_or("its duration".into(), |d| d.to_string());
-                for (target, group) in &groups {
-                    actions.push(PlannedAction {
-                        monkey: m.as_str().into(),
-                        at: local(at),
-                        target: Some(target.clone()),
-                        group: Some(group.clone()),
-                        zone: None,
-                        what: format!(
-                            "add {delay} of delay to {} host(s) for {dur}",
-                            l.hosts_per_group.max(1)
-                        ),
-                    });
-                }
+                let what = format!("add {delay} of delay to {} host(s) for {dur}", l.hosts_per_group.max(1));
+                actions.extend(per_group(&groups, m, local(at), &what));
             }
             MonkeyName::Doctor | MonkeyName::TenEighteen => {}
         }
@@ -155,6 +134,23 @@ pub fn plan(
         kill_switch: policy.kill_switch.as_ref().map(|k| k.display().to_string()),
         actions,
     }
+}
+
+/// One planned action per eligible (target, group).
+fn per_group<'g>(
+    groups: &'g [(String, String)],
+    m: MonkeyName,
+    at: DateTime<chrono::FixedOffset>,
+    what: &'g str,
+) -> impl Iterator<Item = PlannedAction> + 'g {
+    groups.iter().map(move |(target, group)| PlannedAction {
+        monkey: m.as_str().into(),
+        at,
+        target: Some(target.clone()),
+        group: Some(group.clone()),
+        zone: None,
+        what: what.into(),
+    })
 }
 
 fn zone_phrase(zone: &str) -> String {

@@ -95,47 +95,22 @@ pub fn append(path: &Path, msg: &Message, min: Severity) -> std::io::Result<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Announcement, PlannedAction};
-    use chrono::NaiveDate;
-    use simian_monkeys::{Instance, MonkeyName};
+    use crate::fixtures;
+    use simian_monkeys::MonkeyName;
 
     fn report_msg() -> Message {
-        let inst = Instance {
-            target: "lab".into(),
-            id: "web-1".into(),
-            address: None,
-            group: "web".into(),
-            zone: Some("a".into()),
-            region: None,
-            url: None,
-            tags: Default::default(),
-        };
-        let t = DateTime::parse_from_rfc3339("2026-03-09T10:00:00-07:00").unwrap();
-        let mut latency = Finding::about(
+        let mut latency = fixtures::finding(
             MonkeyName::Latency,
             Action::InjectLatency,
             Outcome::Done,
             Severity::Warning,
-            &inst,
             "added 200ms",
         );
         latency.details.insert("delay".into(), "200ms".into());
-        Message::Report {
-            policy: "nightly".into(),
-            report: Report {
-                run_id: "r1".into(),
-                mode: "live".into(),
-                seed: 42,
-                started_at: t,
-                finished_at: t,
-                api_calls: 0,
-                summary: Default::default(),
-                findings: vec![
-                    latency,
-                    Finding::run_level(MonkeyName::Chaos, Outcome::Skipped, Severity::Info, "kill switch"),
-                ],
-            },
-        }
+        fixtures::report_msg(vec![
+            latency,
+            fixtures::skipped(MonkeyName::Chaos, Severity::Info, "kill switch"),
+        ])
     }
 
     fn read(path: &Path) -> Vec<serde_json::Value> {
@@ -197,21 +172,14 @@ mod tests {
     fn announcement_is_one_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("simian.jsonl");
-        let msg = Message::Announcement(Announcement {
-            policy: "nightly".into(),
-            date: NaiveDate::from_ymd_opt(2026, 3, 10).unwrap(),
-            timezone: "UTC".into(),
-            mode: "dry-run".into(),
-            kill_switch: None,
-            actions: vec![PlannedAction {
-                monkey: "chaos".into(),
-                at: DateTime::parse_from_rfc3339("2026-03-10T10:00:00Z").unwrap(),
-                target: None,
-                group: Some("web".into()),
-                zone: None,
-                what: "terminate one instance".into(),
-            }],
-        });
+        let msg = fixtures::announcement_of(vec![fixtures::planned(
+            "chaos",
+            "10:00",
+            None,
+            Some("web"),
+            None,
+            "terminate one instance",
+        )]);
         assert_eq!(append(&path, &msg, Severity::Critical).unwrap(), 1);
         let v = read(&path);
         assert_eq!(v[0]["kind"], "announcement");

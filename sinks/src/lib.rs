@@ -2,6 +2,8 @@
 //! and Prometheus; the outbox (in the scheduler's store) feeds them.
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod http;
 pub mod jsonl;
 pub mod log;

@@ -91,45 +91,10 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::PlannedAction;
-    use chrono::{DateTime, NaiveDate};
-    use simian_monkeys::{Action, Instance, MonkeyName, Outcome, Report};
+    use crate::fixtures;
 
     fn report_msg() -> Message {
-        let inst = Instance {
-            target: "lab".into(),
-            id: "web-1".into(),
-            address: None,
-            group: "web".into(),
-            zone: Some("a".into()),
-            region: None,
-            url: None,
-            tags: Default::default(),
-        };
-        let t = DateTime::parse_from_rfc3339("2026-03-09T10:00:00-07:00").unwrap();
-        Message::Report {
-            policy: "nightly".into(),
-            report: Report {
-                run_id: "r1".into(),
-                mode: "live".into(),
-                seed: 42,
-                started_at: t,
-                finished_at: t,
-                api_calls: 0,
-                summary: Default::default(),
-                findings: vec![
-                    Finding::about(
-                        MonkeyName::Chaos,
-                        Action::Terminate,
-                        Outcome::Done,
-                        Severity::Warning,
-                        &inst,
-                        "terminated\nfake line",
-                    ),
-                    Finding::run_level(MonkeyName::Gorilla, Outcome::Skipped, Severity::Info, "kill switch"),
-                ],
-            },
-        }
+        fixtures::report_msg(fixtures::terminated_then_skipped("terminated\nfake line"))
     }
 
     #[test]
@@ -155,21 +120,7 @@ mod tests {
 
     #[test]
     fn announcement_has_a_line_per_action() {
-        let msg = Message::Announcement(Announcement {
-            policy: "nightly".into(),
-            date: NaiveDate::from_ymd_opt(2026, 3, 10).unwrap(),
-            timezone: "Europe/Berlin".into(),
-            mode: "dry-run".into(),
-            kill_switch: Some("/etc/simian/stop".into()),
-            actions: vec![PlannedAction {
-                monkey: "chaos".into(),
-                at: DateTime::parse_from_rfc3339("2026-03-10T10:30:00+01:00").unwrap(),
-                target: Some("lab".into()),
-                group: None,
-                zone: Some("a".into()),
-                what: "terminate one instance".into(),
-            }],
-        });
+        let msg = fixtures::announcement();
         let l = lines(&msg, Severity::Critical);
         assert_eq!(
             l,

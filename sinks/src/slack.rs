@@ -256,10 +256,10 @@ fn cut_escaped(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{DateTime, NaiveDate};
+    use crate::fixtures;
     use proptest::prelude::*;
     use simian_config::Secret;
-    use simian_monkeys::{Action, Instance, Outcome};
+    use simian_monkeys::Outcome;
 
     fn cfg(min: Severity) -> SlackSink {
         SlackSink {
@@ -272,35 +272,15 @@ mod tests {
         }
     }
 
+    /// Chaos terminated instance `inst-{i}`.
     fn finding(i: usize, severity: Severity, message: String) -> Finding {
-        let inst = Instance {
-            target: "lab".into(),
-            id: format!("inst-{i}"),
-            address: None,
-            group: "web".into(),
-            zone: Some("a".into()),
-            region: None,
-            url: None,
-            tags: Default::default(),
-        };
-        Finding::about(MonkeyName::Chaos, Action::Terminate, Outcome::Done, severity, &inst, message)
+        let mut f = fixtures::terminated(severity, message);
+        f.instance = Some(format!("inst-{i}"));
+        f
     }
 
     fn report(findings: Vec<Finding>) -> Message {
-        let t = DateTime::parse_from_rfc3339("2026-03-09T10:00:00+01:00").unwrap();
-        Message::Report {
-            policy: "nightly".into(),
-            report: Report {
-                run_id: "run-1".into(),
-                mode: "live".into(),
-                seed: 42,
-                started_at: t,
-                finished_at: t,
-                api_calls: 0,
-                summary: Default::default(),
-                findings,
-            },
-        }
+        fixtures::report_msg(findings)
     }
 
     fn blocks(p: &Value) -> &Vec<Value> {
@@ -342,7 +322,7 @@ mod tests {
         assert!(s[1].contains("whole run"), "{}", s[1]);
         assert_eq!(b[3]["type"], "context");
         let ctx = b[3]["elements"][0]["text"].as_str().unwrap();
-        assert!(ctx.contains("run `run-1`") && ctx.contains("seed `42`") && ctx.contains("policy `nightly`"));
+        assert!(ctx.contains("run `r1`") && ctx.contains("seed `42`") && ctx.contains("policy `nightly`"));
         assert!(ctx.contains("2 of 3 findings (warning or above)"), "{ctx}");
         assert_eq!(p[0]["username"], "simian");
         assert!(p[0].get("channel").is_none());
@@ -404,32 +384,10 @@ mod tests {
 
     #[test]
     fn announcement_lists_actions_and_how_to_object() {
-        let at = |h| DateTime::parse_from_rfc3339(&format!("2026-03-10T{h}:00+01:00")).unwrap();
-        let msg = Message::Announcement(Announcement {
-            policy: "nightly".into(),
-            date: NaiveDate::from_ymd_opt(2026, 3, 10).unwrap(),
-            timezone: "Europe/Berlin".into(),
-            mode: "live".into(),
-            kill_switch: Some("/etc/simian/stop".into()),
-            actions: vec![
-                PlannedAction {
-                    monkey: "chaos".into(),
-                    at: at("10:00"),
-                    target: Some("lab".into()),
-                    group: Some("web".into()),
-                    zone: None,
-                    what: "terminate one instance".into(),
-                },
-                PlannedAction {
-                    monkey: "gorilla".into(),
-                    at: at("14:30"),
-                    target: None,
-                    group: None,
-                    zone: Some("b".into()),
-                    what: "isolate the zone for 10m".into(),
-                },
-            ],
-        });
+        let msg = fixtures::announcement_of(vec![
+            fixtures::planned("chaos", "10:00", Some("lab"), Some("web"), None, "terminate one instance"),
+            fixtures::planned("gorilla", "14:30", None, None, Some("b"), "isolate the zone for 10m"),
+        ]);
         // Never filtered, whatever the sink's minimum.
         let p = payloads(&msg, &cfg(Severity::Critical));
         assert_eq!(p.len(), 1);

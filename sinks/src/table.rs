@@ -131,45 +131,11 @@ pub fn render_history(rows: &[HistoryRow], color: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use simian_monkeys::{Action, Instance, MonkeyName, Severity};
-
-    fn report() -> Report {
-        let inst = Instance {
-            target: "lab".into(),
-            id: "web-1".into(),
-            address: None,
-            group: "web".into(),
-            zone: Some("a".into()),
-            region: None,
-            url: None,
-            tags: Default::default(),
-        };
-        let t = DateTime::parse_from_rfc3339("2026-03-09T10:00:00-07:00").unwrap();
-        Report {
-            run_id: "r1".into(),
-            mode: "live".into(),
-            seed: 42,
-            api_calls: 0,
-            summary: Default::default(),
-            started_at: t,
-            finished_at: t,
-            findings: vec![
-                Finding::about(
-                    MonkeyName::Chaos,
-                    Action::Terminate,
-                    Outcome::Done,
-                    Severity::Warning,
-                    &inst,
-                    "terminated",
-                ),
-                Finding::run_level(MonkeyName::Chaos, Outcome::Skipped, Severity::Info, "kill switch"),
-            ],
-        }
-    }
+    use crate::fixtures;
 
     #[test]
     fn plain_table_has_no_escapes_and_aligns() {
-        let s = render_report(&report(), false);
+        let s = render_report(&fixtures::sample_report(), false);
         assert!(!s.contains('\x1b'));
         assert!(s.contains("seed 42"));
         let lines: Vec<_> = s.lines().collect();
@@ -180,12 +146,12 @@ mod tests {
 
     #[test]
     fn colour_only_when_asked() {
-        assert!(render_report(&report(), true).contains("\x1b[31m"));
+        assert!(render_report(&fixtures::sample_report(), true).contains("\x1b[31m"));
     }
 
     #[test]
     fn json_has_contract_fields() {
-        let v = serde_json::to_value(report()).unwrap();
+        let v = serde_json::to_value(fixtures::sample_report()).unwrap();
         for k in ["run_id", "mode", "seed", "started_at", "finished_at", "api_calls", "findings"] {
             assert!(v.get(k).is_some(), "{k}");
         }
@@ -199,9 +165,9 @@ mod tests {
         assert!(v["findings"][1]["instance"].is_null());
         let row = HistoryRow {
             run_id: "r1".into(),
-            at: report().started_at,
+            at: fixtures::sample_report().started_at,
             mode: "live".into(),
-            finding: report().findings[0].clone(),
+            finding: fixtures::sample_report().findings[0].clone(),
         };
         let h = serde_json::to_value(row).unwrap();
         assert_eq!(h["run_id"], "r1");

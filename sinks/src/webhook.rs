@@ -47,9 +47,8 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Announcement, PlannedAction};
-    use chrono::{DateTime, NaiveDate};
-    use simian_monkeys::{Finding, MonkeyName, Outcome, Report};
+    use crate::fixtures;
+    use simian_monkeys::MonkeyName;
 
     #[test]
     fn sign_matches_rfc_4231_test_case_2() {
@@ -64,21 +63,12 @@ mod tests {
     }
 
     fn report_msg() -> Message {
-        let t = DateTime::parse_from_rfc3339("2026-03-09T10:00:00+01:00").unwrap();
-        let f = |s, m: &str| Finding::run_level(MonkeyName::Chaos, Outcome::Skipped, s, m);
-        Message::Report {
-            policy: "nightly".into(),
-            report: Report {
-                run_id: "r1".into(),
-                mode: "live".into(),
-                seed: 7,
-                started_at: t,
-                finished_at: t,
-                api_calls: 3,
-                summary: Default::default(),
-                findings: vec![f(Severity::Info, "a"), f(Severity::Critical, "b"), f(Severity::Warning, "c")],
-            },
-        }
+        let f = |s, m| fixtures::skipped(MonkeyName::Chaos, s, m);
+        fixtures::report_msg(vec![
+            f(Severity::Info, "a"),
+            f(Severity::Critical, "b"),
+            f(Severity::Warning, "c"),
+        ])
     }
 
     #[test]
@@ -87,7 +77,7 @@ mod tests {
         assert_eq!(v["kind"], "report");
         assert_eq!(v["policy"], "nightly");
         assert_eq!(v["report"]["run_id"], "r1");
-        assert_eq!(v["report"]["seed"], 7);
+        assert_eq!(v["report"]["seed"], 42);
         let msgs: Vec<_> =
             v["report"]["findings"].as_array().unwrap().iter().map(|f| f["message"].clone()).collect();
         assert_eq!(msgs, ["b", "c"]);
@@ -109,21 +99,7 @@ mod tests {
 
     #[test]
     fn announcements_are_sent_as_they_are() {
-        let msg = Message::Announcement(Announcement {
-            policy: "nightly".into(),
-            date: NaiveDate::from_ymd_opt(2026, 3, 10).unwrap(),
-            timezone: "Europe/Berlin".into(),
-            mode: "dry-run".into(),
-            kill_switch: Some("/etc/simian/stop".into()),
-            actions: vec![PlannedAction {
-                monkey: "chaos".into(),
-                at: DateTime::parse_from_rfc3339("2026-03-10T10:00:00+01:00").unwrap(),
-                target: None,
-                group: None,
-                zone: None,
-                what: "terminate one instance".into(),
-            }],
-        });
+        let msg = fixtures::announcement();
         let v: serde_json::Value = serde_json::from_slice(&body(&msg, Severity::Critical)).unwrap();
         assert_eq!(v["kind"], "announcement");
         assert_eq!(v["kill_switch"], "/etc/simian/stop");
