@@ -244,7 +244,7 @@ impl Daemon {
         async move {
             match service::round(&policy, &opts).await {
                 Ok(report) => {
-                    metrics.record_report(&report);
+                    metrics.record_round(&report, m);
                     service::publish_report(&policy, &report, poster.as_deref()).await;
                     refresh(&metrics, &policy);
                     if let Some(tx) = on_round {

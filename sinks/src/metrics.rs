@@ -170,8 +170,18 @@ impl Metrics {
         }
     }
 
+    /// Like [`Metrics::record_report`] for a round of one known monkey (the daemon's rounds), so a round
+    /// without findings is still timed under its monkey.
+    pub fn record_round(&self, report: &Report, monkey: simian_monkeys::MonkeyName) {
+        self.record(report, monkey.as_str());
+    }
+
     /// Counts the report's findings, observes its duration and sets the last-run time to its end.
     pub fn record_report(&self, report: &Report) {
+        self.record(report, run_monkey(report));
+    }
+
+    fn record(&self, report: &Report, monkey: &str) {
         for f in &report.findings {
             let labels = ActionLabels {
                 monkey: f.monkey.as_str().to_string(),
@@ -181,7 +191,7 @@ impl Metrics {
             self.actions.get_or_create(&labels).inc();
         }
         let seconds = (report.finished_at - report.started_at).num_milliseconds().max(0) as f64 / 1000.0;
-        self.run_seconds.get_or_create(&MonkeyLabel::new(run_monkey(report))).observe(seconds);
+        self.run_seconds.get_or_create(&MonkeyLabel::new(monkey)).observe(seconds);
         self.last_run.set(report.finished_at.timestamp_millis() as f64 / 1000.0);
     }
 
@@ -521,6 +531,15 @@ mod tests {
         let skew = "simian_actions_total{monkey=\"ten_eighteen\",action=\"clock_skew\",outcome=\"done\"}";
         assert_eq!(sample(&text, doctor), Some("1".into()));
         assert_eq!(sample(&text, skew), Some("1".into()));
+    }
+
+    #[test]
+    fn a_daemon_round_without_findings_is_timed_under_its_monkey() {
+        let m = Metrics::new();
+        m.record_round(&report(Vec::new()), MonkeyName::Doctor);
+        let text = m.encode();
+        assert_eq!(sample(&text, "simian_run_duration_seconds_count{monkey=\"doctor\"}"), Some("1".into()));
+        assert!(!text.contains("monkey=\"all\""), "{text}");
     }
 
     #[test]
