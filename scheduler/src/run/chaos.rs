@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use chrono::DateTime;
 use simian_config::{ChaosConfig, LoadedPolicy, Mode};
 
-use super::{recheck, run_guard, Round, RunError};
+use super::{recheck, Round, RunError};
 use crate::calendar::Calendar;
 use crate::store::Claim;
 
@@ -23,17 +23,16 @@ impl<A: Actuator> Round<'_, '_, A> {
         rng: &mut ChaCha8Rng,
         out: &mut Vec<Finding>,
     ) -> Result<(), RunError> {
-        let (policy, opts, now) = (self.policy, self.opts, self.now);
+        let (policy, now) = (self.policy, self.now);
         let m = MonkeyName::Chaos;
         let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
-        let Some(cfg) = policy.policy.monkeys.chaos.as_ref() else {
-            out.push(skip("monkey `chaos` is not configured in the policy".into()));
-            return Ok(());
+        let cfg = match self.acting(m, policy.policy.monkeys.chaos.as_ref()) {
+            Ok(cfg) => cfg,
+            Err(f) => {
+                out.push(f);
+                return Ok(());
+            }
         };
-        if let Some(why) = run_guard(policy, m, opts, now) {
-            out.push(skip(why));
-            return Ok(());
-        }
         let params = match chaos_params(policy, cfg, now) {
             Ok(p) => p,
             Err(why) => {

@@ -8,7 +8,7 @@ use simian_monkeys::gorilla::{self, GorillaPlan, ZoneChoice};
 use simian_monkeys::{Action, Actuator, Finding, Instance, Mode, Outcome, Severity};
 use tracing::{info, warn};
 
-use super::{recheck, run_guard, Round, RunError};
+use super::{recheck, Round, RunError};
 use crate::store::Claim;
 
 /// Isolation lasts this long when the policy gives no `duration`.
@@ -21,17 +21,16 @@ impl<A: Actuator> Round<'_, '_, A> {
         rng: &mut ChaCha8Rng,
         out: &mut Vec<Finding>,
     ) -> Result<(), RunError> {
-        let (policy, opts, now) = (self.policy, self.opts, self.now);
+        let policy = self.policy;
         let m = MonkeyName::Gorilla;
         let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
-        let Some(cfg) = policy.policy.monkeys.gorilla.as_ref() else {
-            out.push(skip("monkey `gorilla` is not configured in the policy".into()));
-            return Ok(());
+        let cfg = match self.acting(m, policy.policy.monkeys.gorilla.as_ref()) {
+            Ok(cfg) => cfg,
+            Err(f) => {
+                out.push(f);
+                return Ok(());
+            }
         };
-        if let Some(why) = run_guard(policy, m, opts, now) {
-            out.push(skip(why));
-            return Ok(());
-        }
         let part = match self.eligible(m) {
             Ok(p) => p,
             Err(f) => {

@@ -13,7 +13,7 @@ use simian_monkeys::{Action, Actuator, Finding, Instance, Mode, Outcome, Severit
 use simian_proxy::{ProxySpec, RunningProxy};
 use tracing::{info, warn};
 
-use super::{recheck, run_guard, Round, RunError};
+use super::{recheck, Round, RunError};
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -41,16 +41,14 @@ impl<A: Actuator> Round<'_, '_, A> {
         rng: &mut ChaCha8Rng,
         out: &mut Vec<Finding>,
     ) -> Result<(), RunError> {
-        let (policy, opts, now) = (self.policy, self.opts, self.now);
-        let skip = |why: String| Finding::run_level(M, Outcome::Skipped, Severity::Info, why);
-        let Some(cfg) = policy.policy.monkeys.latency.as_ref() else {
-            out.push(skip("monkey `latency` is not configured in the policy".into()));
-            return Ok(());
+        let policy = self.policy;
+        let cfg = match self.acting(M, policy.policy.monkeys.latency.as_ref()) {
+            Ok(cfg) => cfg,
+            Err(f) => {
+                out.push(f);
+                return Ok(());
+            }
         };
-        if let Some(why) = run_guard(policy, M, opts, now) {
-            out.push(skip(why));
-            return Ok(());
-        }
         let netem = Netem {
             delay: cfg.delay.map(|d| d.std()).unwrap_or_default(),
             jitter: cfg.jitter.map(|d| d.std()).unwrap_or_default(),

@@ -250,6 +250,19 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         Ok(())
     }
 
+    /// For monkeys that act: their settings, unless they are missing or a run-level guard (enabled, kill
+    /// switch, calendar) refuses — then the `skipped` finding that says why.
+    #[allow(clippy::result_large_err)]
+    fn acting<'p, T>(&self, m: MonkeyName, cfg: Option<&'p T>) -> Result<&'p T, Finding> {
+        use simian_monkeys::{Outcome, Severity};
+        let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
+        let cfg = cfg.ok_or_else(|| skip(format!("monkey `{m}` is not configured in the policy")))?;
+        match run_guard(self.policy, m, self.opts, self.now) {
+            Some(why) => Err(skip(why)),
+            None => Ok(cfg),
+        }
+    }
+
     /// For monkeys that only observe (no opt-in needed): the whole inventory, unless the policy or the monkey
     /// is disabled or the inventory failed — then the finding that says so.
     #[allow(clippy::result_large_err)]
