@@ -8,23 +8,13 @@ use simian_monkeys::Instance;
 use simian_sinks::{Announcement, PlannedAction};
 
 use crate::calendar::Calendar;
-use crate::run::{exclusions, opt_in_for};
+use crate::run::{exclusions, monkey_enabled, opt_in_for};
 
 /// At most this many actions are listed; the last line says how many more there are.
 const MAX_LISTED: usize = 50;
 
 /// The monkeys that change something (the others only observe and are not announced).
 const ACTING: [MonkeyName; 3] = [MonkeyName::Chaos, MonkeyName::Gorilla, MonkeyName::Latency];
-
-fn enabled(policy: &LoadedPolicy, m: MonkeyName) -> bool {
-    let ms = &policy.policy.monkeys;
-    match m {
-        MonkeyName::Chaos => ms.chaos.as_ref().is_some_and(|c| c.enabled),
-        MonkeyName::Gorilla => ms.gorilla.as_ref().is_some_and(|c| c.enabled),
-        MonkeyName::Latency => ms.latency.as_ref().is_some_and(|c| c.enabled),
-        MonkeyName::Doctor | MonkeyName::TenEighteen => false,
-    }
-}
 
 /// Every fire of an enabled acting monkey on local `day`, inside the calendar, in time order.
 pub fn fires_on(policy: &LoadedPolicy, day: NaiveDate) -> Vec<(MonkeyName, DateTime<Utc>)> {
@@ -34,7 +24,7 @@ pub fn fires_on(policy: &LoadedPolicy, day: NaiveDate) -> Vec<(MonkeyName, DateT
     let from = start.and_utc() - TimeDelta::hours(15);
     let mut out = Vec::new();
     for (m, cron) in &policy.schedules {
-        if !ACTING.contains(m) || !enabled(policy, *m) {
+        if !ACTING.contains(m) || !monkey_enabled(policy, *m) {
             continue;
         }
         for at in cal.next_fires(cron, from, 24 * 60 + 120) {

@@ -491,42 +491,31 @@ impl Store {
         let limit = expired_at.map(ms).unwrap_or(i64::MAX);
         let rows = stmt
             .query_map(params![limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, String>(8)?,
-                    r.get::<_, String>(9)?,
-                    r.get::<_, i64>(10)?,
-                    r.get::<_, Option<String>>(11)?,
-                ))
+                // A row this simian cannot read is left for the simian that wrote it, never guessed at.
+                let (Ok(monkey), Ok(undo)) =
+                    (r.get::<_, String>(2)?.parse(), serde_json::from_str(&r.get::<_, String>(8)?))
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(OpenFault {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    monkey,
+                    kind: r.get(3)?,
+                    target: r.get(4)?,
+                    instance: r.get(5)?,
+                    group: r.get(6)?,
+                    zone: r.get(7)?,
+                    undo,
+                    state: r.get(9)?,
+                    expires: from_ms(r.get(10)?),
+                    error: r.get(11)?,
+                }))
             })
             .map_err(|e| self.wrap(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, run_id, monkey, kind, target, instance, group, zone, undo, state, expires, error) =
-                row.map_err(|e| self.wrap(e))?;
-            // A row this simian cannot read is left for the simian that wrote it, never guessed at.
-            let (Ok(monkey), Ok(undo)) = (monkey.parse(), serde_json::from_str(&undo)) else { continue };
-            out.push(OpenFault {
-                id,
-                run_id,
-                monkey,
-                kind,
-                target,
-                instance,
-                group,
-                zone,
-                undo,
-                state,
-                expires: from_ms(expires),
-                error,
-            });
+            out.extend(row.map_err(|e| self.wrap(e))?);
         }
         Ok(out)
     }
@@ -768,63 +757,34 @@ impl Store {
         let rows = stmt
             .query_map(params![ms(since)], |r| {
                 let text = |i: usize| r.get::<_, String>(i);
-                Ok((
-                    text(0)?,
-                    r.get::<_, i64>(1)?,
-                    text(2)?,
-                    text(3)?,
-                    text(4)?,
-                    text(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                    text(10)?,
-                    text(11)?,
-                    r.get::<_, Option<String>>(12)?,
-                ))
+                // Rows from a newer simian with names this one does not know are skipped, not fatal.
+                let Some((monkey, action, outcome, severity)) =
+                    decode(&text(3)?, &text(4)?, &text(5)?, &text(10)?)
+                else {
+                    return Ok(None);
+                };
+                let details: Option<String> = r.get(12)?;
+                let finding = Finding {
+                    monkey,
+                    action,
+                    outcome,
+                    target: r.get(6)?,
+                    instance: r.get(7)?,
+                    group: r.get(8)?,
+                    zone: r.get(9)?,
+                    severity,
+                    message: text(11)?,
+                    details: details
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str(d).ok())
+                        .unwrap_or_default(),
+                };
+                Ok(Some(HistoryEntry { run_id: text(0)?, at: from_ms(r.get(1)?), mode: text(2)?, finding }))
             })
             .map_err(|e| self.wrap(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (
-                run_id,
-                at,
-                mode,
-                monkey,
-                action,
-                outcome,
-                target,
-                instance,
-                group,
-                zone,
-                severity,
-                message,
-                details,
-            ) = row.map_err(|e| self.wrap(e))?;
-            // Rows from a newer simian with names this one does not know are skipped, not fatal.
-            let Some(finding) =
-                decode(&monkey, &action, &outcome, &severity).map(|(monkey, action, outcome, severity)| {
-                    Finding {
-                        monkey,
-                        action,
-                        outcome,
-                        target,
-                        instance,
-                        group,
-                        zone,
-                        severity,
-                        message,
-                        details: details
-                            .as_deref()
-                            .and_then(|d| serde_json::from_str(d).ok())
-                            .unwrap_or_default(),
-                    }
-                })
-            else {
-                continue;
-            };
-            out.push(HistoryEntry { run_id, at: from_ms(at), mode, finding });
+            out.extend(row.map_err(|e| self.wrap(e))?);
         }
         Ok(out)
     }

@@ -51,15 +51,13 @@ impl<A: Actuator> Round<'_, '_, A> {
     /// Doctor Monkey. Observing needs no opt-in and is done in dry-run too; only remediation is gated.
     pub(crate) async fn doctor(&mut self, out: &mut Vec<Finding>) -> Result<(), RunError> {
         let policy = self.policy;
-        let cfg = policy.policy.monkeys.doctor.as_ref();
-        let inventory = match self.observable(M, cfg.is_some(), cfg.is_some_and(|c| c.enabled)) {
-            Ok(inv) => inv,
+        let (cfg, inventory) = match self.observable(M, policy.policy.monkeys.doctor.as_ref()) {
+            Ok(found) => found,
             Err(f) => {
                 out.push(f);
                 return Ok(());
             }
         };
-        let Some(cfg) = cfg else { return Ok(()) };
         let timeout = cfg.timeout.map(|t| t.std()).unwrap_or(DEFAULT_TIMEOUT);
         let client =
             match reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).no_proxy().build() {

@@ -75,6 +75,18 @@ pub(crate) fn effective_mode(policy: &LoadedPolicy, opts: &RunOptions) -> Mode {
     }
 }
 
+/// Whether the policy configures `monkey` with `enabled: true`.
+pub(crate) fn monkey_enabled(policy: &LoadedPolicy, monkey: MonkeyName) -> bool {
+    let ms = &policy.policy.monkeys;
+    match monkey {
+        MonkeyName::Chaos => ms.chaos.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::Gorilla => ms.gorilla.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::Latency => ms.latency.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::Doctor => ms.doctor.as_ref().is_some_and(|c| c.enabled),
+        MonkeyName::TenEighteen => ms.ten_eighteen.as_ref().is_some_and(|c| c.enabled),
+    }
+}
+
 /// Run-level guards; `Some(reason)` = nothing may happen.
 pub(crate) fn run_guard(
     policy: &LoadedPolicy,
@@ -85,14 +97,7 @@ pub(crate) fn run_guard(
     if !policy.policy.enabled {
         return Some("policy has `enabled: false`".into());
     }
-    let monkey_enabled = match monkey {
-        MonkeyName::Chaos => policy.policy.monkeys.chaos.as_ref().is_some_and(|c| c.enabled),
-        MonkeyName::Gorilla => policy.policy.monkeys.gorilla.as_ref().is_some_and(|c| c.enabled),
-        MonkeyName::Latency => policy.policy.monkeys.latency.as_ref().is_some_and(|c| c.enabled),
-        MonkeyName::Doctor => policy.policy.monkeys.doctor.as_ref().is_some_and(|c| c.enabled),
-        MonkeyName::TenEighteen => policy.policy.monkeys.ten_eighteen.as_ref().is_some_and(|c| c.enabled),
-    };
-    if !monkey_enabled {
+    if !monkey_enabled(policy, monkey) {
         return Some(format!("monkey `{monkey}` is not enabled in the policy"));
     }
     if let Some(ks) = &policy.kill_switch {
@@ -121,6 +126,17 @@ pub(crate) fn opt_in_for(policy: &LoadedPolicy, target: &str) -> simian_config::
         .find(|t| t.name() == target)
         .map(|t| t.opt_in(&policy.policy.opt_in).clone())
         .unwrap_or_else(|| policy.policy.opt_in.clone())
+}
+
+/// A run-level `skipped` finding of `m`.
+fn skipped(m: MonkeyName, why: String) -> Finding {
+    Finding::run_level(m, simian_monkeys::Outcome::Skipped, simian_monkeys::Severity::Info, why)
+}
+
+/// A monkey's settings, or the finding that it is not configured.
+#[allow(clippy::result_large_err)]
+fn configured<T>(m: MonkeyName, cfg: Option<&T>) -> Result<&T, Finding> {
+    cfg.ok_or_else(|| skipped(m, format!("monkey `{m}` is not configured in the policy")))
 }
 
 /// Every guard again, on a freshly read policy, right before touching `inst`.
@@ -254,30 +270,30 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
     /// switch, calendar) refuses — then the `skipped` finding that says why.
     #[allow(clippy::result_large_err)]
     fn acting<'p, T>(&self, m: MonkeyName, cfg: Option<&'p T>) -> Result<&'p T, Finding> {
-        use simian_monkeys::{Outcome, Severity};
-        let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
-        let cfg = cfg.ok_or_else(|| skip(format!("monkey `{m}` is not configured in the policy")))?;
+        let cfg = configured(m, cfg)?;
         match run_guard(self.policy, m, self.opts, self.now) {
-            Some(why) => Err(skip(why)),
+            Some(why) => Err(skipped(m, why)),
             None => Ok(cfg),
         }
     }
 
-    /// For monkeys that only observe (no opt-in needed): the whole inventory, unless the policy or the monkey
-    /// is disabled or the inventory failed — then the finding that says so.
+    /// For monkeys that only observe (no opt-in needed): their settings and the whole inventory, unless the
+    /// policy or the monkey is disabled or the inventory failed — then the finding that says so.
     #[allow(clippy::result_large_err)]
-    fn observable(&self, m: MonkeyName, configured: bool, enabled: bool) -> Result<Vec<Instance>, Finding> {
+    fn observable<'p, T>(
+        &self,
+        m: MonkeyName,
+        cfg: Option<&'p T>,
+    ) -> Result<(&'p T, Vec<Instance>), Finding> {
         use simian_monkeys::{Outcome, Severity};
-        let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
-        if !configured {
-            return Err(skip(format!("monkey `{m}` is not configured in the policy")));
+        let cfg = configured(m, cfg)?;
+        if !self.policy.policy.enabled || !monkey_enabled(self.policy, m) {
+            return Err(skipped(m, format!("monkey `{m}` is disabled in the policy")));
         }
-        if !self.policy.policy.enabled || !enabled {
-            return Err(skip(format!("monkey `{m}` is disabled in the policy")));
-        }
-        self.ctx.inventory.clone().map_err(|e| {
+        let inventory = self.ctx.inventory.clone().map_err(|e| {
             Finding::run_level(m, Outcome::Failed, Severity::Critical, format!("cannot list instances: {e}"))
-        })
+        })?;
+        Ok((cfg, inventory))
     }
 
     /// The eligible instances, split by group, or the run-level finding saying why there are none to have.

@@ -34,15 +34,13 @@ impl<A: Actuator> Round<'_, '_, A> {
     /// 10-18 Monkey: observation only, so it runs in dry-run too and needs no opt-in.
     pub(crate) async fn ten_eighteen(&mut self, out: &mut Vec<Finding>) -> Result<(), RunError> {
         let policy = self.policy;
-        let cfg = policy.policy.monkeys.ten_eighteen.as_ref();
-        let inventory = match self.observable(M, cfg.is_some(), cfg.is_some_and(|c| c.enabled)) {
-            Ok(inv) => inv,
+        let (cfg, inventory) = match self.observable(M, policy.policy.monkeys.ten_eighteen.as_ref()) {
+            Ok(found) => found,
             Err(f) => {
                 out.push(f);
                 return Ok(());
             }
         };
-        let Some(cfg) = cfg else { return Ok(()) };
         let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().ok();
         let actuator = self.ctx.actuator;
         let mut read: Vec<(Instance, Facts)> = stream::iter(inventory.into_iter().map(|inst| {
