@@ -13,7 +13,6 @@ use simian_scheduler::calendar::Calendar;
 use simian_scheduler::run::{MetricsHandle, RunOptions};
 use simian_scheduler::service::{self, RoundError};
 use simian_scheduler::store::Store;
-use simian_sinks::http::Poster;
 use simian_sinks::HistoryRow;
 use tokio_util::sync::CancellationToken;
 
@@ -315,8 +314,7 @@ pub async fn run_round(policy: &LoadedPolicy, opts: &RunOptions) -> Result<simia
         Err(RoundError::Config(e)) => return Err(anyhow::Error::new(BadInput(e.to_string()))),
         Err(e) => return Err(anyhow::Error::new(e)),
     };
-    let poster = Poster::new().map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client")).ok();
-    service::publish_report(policy, &report, poster.as_ref()).await;
+    service::publish_report(policy, &report, service::poster().as_ref()).await;
     if let Some(m) = &metrics {
         service::push_metrics(policy, m, &report).await;
     }
@@ -349,9 +347,7 @@ async fn revert(a: RevertArgs) -> Result<ExitCode> {
     let p = a.policy.load()?;
     let report = service::revert(&p, &RunOptions::default()).await?;
     if !report.findings.is_empty() {
-        let poster =
-            Poster::new().map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client")).ok();
-        service::publish_report(&p, &report, poster.as_ref()).await;
+        service::publish_report(&p, &report, service::poster().as_ref()).await;
     }
     print_report(&report, a.format)
 }

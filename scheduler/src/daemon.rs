@@ -150,13 +150,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         };
         tokio::spawn(serve(listener, Arc::new(state), opts.shutdown.clone()));
     }
-    let poster = match Poster::new() {
-        Ok(p) => Some(Arc::new(p)),
-        Err(e) => {
-            error!(error = %e, "cannot build the HTTP client; reports stay in the outbox");
-            None
-        }
-    };
+    let poster = service::poster().map(Arc::new);
     let mut d = Daemon {
         store_path: policy.store_path.clone(),
         policy,
@@ -246,7 +240,6 @@ impl Daemon {
                 Ok(report) => {
                     metrics.record_round(&report, m);
                     service::publish_report(&policy, &report, poster.as_deref()).await;
-                    refresh(&metrics, &policy);
                     if let Some(tx) = on_round {
                         let _ = tx.send((m, report));
                     }
@@ -299,9 +292,8 @@ impl Daemon {
             }
             Err(e) => Err(e),
         };
-        match result {
-            Ok(s) => self.metrics.set_outbox_pending(s.pending as i64),
-            Err(e) => warn!(error = %e, "cannot read the outbox"),
+        if let Err(e) = result {
+            warn!(error = %e, "cannot read the outbox");
         }
     }
 
@@ -348,13 +340,6 @@ impl Daemon {
                 Err(_) => warn!("outbox flush timed out; the next start delivers the rest"),
             }
         }
-        refresh(&self.metrics, &self.policy);
-    }
-}
-
-fn refresh(metrics: &Metrics, policy: &LoadedPolicy) {
-    if let Err(e) = Store::open(&policy.store_path).and_then(|s| service::refresh_gauges(metrics, &s)) {
-        warn!(error = %e, "cannot refresh gauges");
     }
 }
 

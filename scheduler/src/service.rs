@@ -124,6 +124,13 @@ pub async fn publish(
     Ok(summary)
 }
 
+/// The HTTP client for the sinks; `None` (logged) when it cannot be built: reports then wait in the outbox.
+pub fn poster() -> Option<Poster> {
+    Poster::new()
+        .map_err(|e| error!(error = %e, "cannot build the HTTP client; reports stay in the outbox"))
+        .ok()
+}
+
 /// A report into the outbox and out to every sink; failures are logged, never fatal (the outbox keeps it).
 pub async fn publish_report(policy: &LoadedPolicy, report: &Report, poster: Option<&Poster>) {
     let msg = Message::Report { policy: policy.name.clone(), report: report.clone() };
@@ -158,11 +165,11 @@ pub fn seeded_metrics(store: &Store) -> Result<Metrics, StoreError> {
         .map(|c| ActionTotal { monkey: c.monkey, action: c.action, outcome: c.outcome, count: c.count })
         .collect();
     m.seed_actions(&totals);
-    refresh_gauges(&m, store)?;
     Ok(m)
 }
 
-/// Gauges that describe the present: unhealthy instances, active faults, undelivered messages.
+/// Gauges that describe the present (unhealthy instances, active faults, undelivered messages), read
+/// from the store right before they are published: at each `/metrics` scrape, before each push.
 pub fn refresh_gauges(m: &Metrics, store: &Store) -> Result<(), StoreError> {
     m.set_unhealthy(store.unhealthy_count()?);
     m.set_active_faults(&store.active_faults_by_monkey()?);
