@@ -1,7 +1,7 @@
 //! End-to-end: the real `simian` binary against real local processes (`sleep` children this test starts).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod common;
 
@@ -157,16 +157,7 @@ fn concurrent_runs_respect_min_time_between_kills() {
     let spec: &[Spec] = &[("w1", "web", "a", true), ("w2", "web", "b", true), ("w3", "web", "c", true)];
     let mut fleet = Fleet::start(spec);
     let pol = fleet.write_policy(spec, "", "    min_time_between_kills: 1d\n", KILL);
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_simian"))
-                .args(["run", "--policy", p(&pol), "--format", "json"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children: Vec<_> = (0..4).map(|_| spawn_run(&pol)).collect();
     let total: usize =
         children.into_iter().map(|c| killed(&json(&c.wait_with_output().unwrap())).len()).sum();
     assert_eq!(total, 1, "four racing runs, one group, 1d minimum: exactly one kill");

@@ -43,12 +43,7 @@ fn ids(fs: &[&Value]) -> Vec<String> {
 fn isolate_holds_for_the_duration_then_restores() {
     let fleet = Fleet::start(ZONED);
     let pol = fleet.write_policy_with(ZONED, "", ISOLATE, &gorilla("a", "isolate", "    duration: 3s\n"));
-    let child = Command::new(env!("CARGO_BIN_EXE_simian"))
-        .args(["run", "--policy", p(&pol), "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&pol);
     assert!(fleet.wait_state("web-a", 'T', 5), "web-a should be stopped while isolated");
     assert_eq!(fleet.state("api-a"), 'T');
     assert_ne!(fleet.state("solo-a"), 'T', "solo lives only in zone a: spared");
@@ -77,12 +72,7 @@ fn sigterm_restores_at_once_and_sigkill_is_undone_by_revert() {
     let fleet = Fleet::start(ZONED);
     let pol = fleet.write_policy_with(ZONED, "", ISOLATE, &gorilla("a", "isolate", "    duration: 1h\n"));
     // SIGTERM: restore now, exit cleanly.
-    let child = Command::new(env!("CARGO_BIN_EXE_simian"))
-        .args(["run", "--policy", p(&pol), "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&pol);
     assert!(fleet.wait_state("web-a", 'T', 5));
     assert!(fleet.wait_state("api-a", 'T', 5));
     let t = Instant::now();

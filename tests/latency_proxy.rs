@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{json, p};
+use common::{json, spawn_run};
 
 /// The demo's tiny HTTP instance, started from the simian binary itself.
 struct Upstream(Child, u16);
@@ -44,6 +44,25 @@ fn rtt(port: u16) -> Option<Duration> {
     body.contains("ok up").then(|| t.elapsed())
 }
 
+/// `simian run` of a live Latency Monkey proxying `listen` to the upstream; the policy lives in the dir.
+fn run_proxy(
+    up: &Upstream,
+    listen: u16,
+    schedule: &str,
+    delay: &str,
+    duration: &str,
+) -> (Child, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("simian.yaml");
+    let text = format!(
+        "version: 1\nmode: live\nmonkeys:\n  latency:\n    schedule: \"{schedule}\"\n    via: proxy\n    delay: {delay}\n    duration: {duration}\n    proxies:\n      - {{ listen: \"127.0.0.1:{listen}\", upstream: \"127.0.0.1:{}\" }}\n",
+        up.1
+    );
+    std::fs::write(&pol, text).unwrap();
+    let child = spawn_run(&pol);
+    (child, dir)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -53,23 +72,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn proxy_adds_the_delay_once_per_reply_and_releases_the_port() {
     let up = Upstream::start();
     let listen = testkit::free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let pol = dir.path().join("simian.yaml");
-    std::fs::write(
-        &pol,
-        format!(
-            "version: 1\nmode: live\nmonkeys:\n  latency:\n    schedule: \"30 10 * * mon-fri\"\n    via: proxy\n    delay: 200ms\n    duration: 4s\n    proxies:\n      - {{ listen: \"127.0.0.1:{listen}\", upstream: \"127.0.0.1:{}\" }}\n",
-            up.1
-        ),
-    )
-    .unwrap();
     let direct = median((0..5).filter_map(|_| rtt(up.1)).collect());
-    let child = Command::new(env!("CARGO_BIN_EXE_simian"))
-        .args(["run", "--policy", p(&pol), "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, _dir) = run_proxy(&up, listen, "30 10 * * mon-fri", "200ms", "4s");
     let deadline = Instant::now() + Duration::from_secs(5);
     while TcpStream::connect(("127.0.0.1", listen)).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -100,22 +104,7 @@ fn proxy_adds_the_delay_once_per_reply_and_releases_the_port() {
 fn sigterm_stops_the_proxy_at_once() {
     let up = Upstream::start();
     let listen = testkit::free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let pol = dir.path().join("simian.yaml");
-    std::fs::write(
-        &pol,
-        format!(
-            "version: 1\nmode: live\nmonkeys:\n  latency:\n    schedule: \"* * * * *\"\n    via: proxy\n    delay: 50ms\n    duration: 1h\n    proxies:\n      - {{ listen: \"127.0.0.1:{listen}\", upstream: \"127.0.0.1:{}\" }}\n",
-            up.1
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_simian"))
-        .args(["run", "--policy", p(&pol), "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, _dir) = run_proxy(&up, listen, "* * * * *", "50ms", "1h");
     let deadline = Instant::now() + Duration::from_secs(5);
     while rtt(listen).is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

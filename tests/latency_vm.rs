@@ -4,10 +4,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{json, p};
+use common::{json, p, spawn_run};
 use testkit::vm::Guest;
 
 fn policy(dir: &Path, g: &Guest, latency: &str) -> PathBuf {
@@ -95,12 +95,7 @@ fn netem_adds_the_asked_delay_reverts_and_survives_a_killed_simian() {
 
     // 1. Inject 150 ms for 8 s: the guest's replies slow down by 150 ms (±10 %), then the default qdisc is back.
     let pol = policy(dir.path(), &g, "    delay: 150ms\n    duration: 8s\n    grace: 5s\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_simian"))
-        .args(["run", "--policy", p(&pol), "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&pol);
     wait_for_netem(&g, &mut child);
     let slowed = median_rtt(&g, 5);
     let added = slowed.saturating_sub(base);
@@ -125,12 +120,7 @@ fn netem_adds_the_asked_delay_reverts_and_survives_a_killed_simian() {
 
     // 2. SIGKILL simian mid-fault: the guest's dead-man switch removes the qdisc by duration + grace.
     let pol = policy(dir.path(), &g, "    delay: 100ms\n    duration: 4s\n    grace: 3s\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_simian"))
-        .args(["run", "--policy", p(&pol), "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&pol);
     wait_for_netem(&g, &mut child);
     let injected = Instant::now();
     child.kill().unwrap();

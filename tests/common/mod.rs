@@ -166,3 +166,13 @@ pub fn make_dry_run(policy: &Path) {
     let text = std::fs::read_to_string(policy).unwrap();
     std::fs::write(policy, text.replacen("mode: live\n", "mode: dry-run\n", 1)).unwrap();
 }
+
+/// `simian run --policy P --format json` in the background, stdout and stderr captured.
+pub fn spawn_run(policy: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_simian"))
+        .args(["run", "--policy", p(policy), "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
