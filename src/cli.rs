@@ -10,8 +10,10 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use simian_config::{LoadedPolicy, MonkeyName, PolicyErrors};
 use simian_scheduler::calendar::Calendar;
-use simian_scheduler::run::{MetricsHandle, RunOptions};
-use simian_scheduler::service::{self, RoundError};
+use simian_scheduler::clock::SystemClock;
+use simian_scheduler::engine::{Engine, RoundError};
+use simian_scheduler::run::RunOptions;
+use simian_scheduler::service;
 use simian_scheduler::store::Store;
 use simian_sinks::HistoryRow;
 use tokio_util::sync::CancellationToken;
@@ -295,8 +297,13 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-/// Run one round against the policy's fleet and send its report to every sink; shared by `run`, `plan`
-/// and `demo`.
+/// The engine for a one-shot command, on the system clock.
+pub fn engine(policy: &LoadedPolicy) -> Engine {
+    Engine::new(policy.clone(), Arc::new(SystemClock))
+}
+
+/// Run one round against the policy's fleet (its findings stream to every sink as they are made); shared
+/// by `run`, `plan` and `demo`.
 pub async fn run_round(policy: &LoadedPolicy, opts: &RunOptions) -> Result<simian_monkeys::Report> {
     // Seeded before the run so a Pushgateway push carries cumulative totals.
     let metrics = match service::pushgateway(policy) {
@@ -306,15 +313,16 @@ pub async fn run_round(policy: &LoadedPolicy, opts: &RunOptions) -> Result<simia
         }
         None => None,
     };
-    let mut opts = opts.clone();
-    opts.metrics = metrics.clone().map(MetricsHandle);
-    let report = match service::round(policy, &opts).await {
+    let mut engine = engine(policy);
+    if let Some(m) = &metrics {
+        engine = engine.with_metrics(m.clone());
+    }
+    let report = match engine.round(opts).await {
         Ok(r) => r,
         // Wrong credentials or endpoint: a configuration problem, reported once, exit 2.
         Err(RoundError::Config(e)) => return Err(anyhow::Error::new(BadInput(e.to_string()))),
         Err(e) => return Err(anyhow::Error::new(e)),
     };
-    service::publish_report(policy, &report, service::poster().as_ref()).await;
     if let Some(m) = &metrics {
         service::push_metrics(policy, m, &report).await;
     }
@@ -345,10 +353,8 @@ async fn run(a: RunArgs, force_dry: bool) -> Result<ExitCode> {
 
 async fn revert(a: RevertArgs) -> Result<ExitCode> {
     let p = a.policy.load()?;
-    let report = service::revert(&p, &RunOptions::default()).await?;
-    if !report.findings.is_empty() {
-        service::publish_report(&p, &report, service::poster().as_ref()).await;
-    }
+    let report =
+        engine(&p).revert(&RunOptions { shutdown: shutdown_on_signals(), ..RunOptions::default() }).await?;
     print_report(&report, a.format)
 }
 

@@ -5,14 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
 use simian_scheduler::daemon::{DaemonOptions, SystemClock};
-use simian_scheduler::outbox::{self, Urgency};
-use simian_scheduler::service;
-use simian_scheduler::store::Store;
-use simian_sinks::http::Poster;
+use simian_scheduler::outbox::{self};
 use simian_sinks::Message;
-use simian_targets::Fleet;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{shutdown_on_signals, BadInput, DaemonArgs, Format, OutboxArgs, PolicyArg};
@@ -54,13 +49,14 @@ pub async fn daemon(a: DaemonArgs) -> Result<ExitCode> {
 /// `simian outbox`: what is still waiting for delivery, per sink; `--flush` tries now.
 pub async fn outbox(a: OutboxArgs) -> Result<ExitCode> {
     let p = a.policy.load()?;
-    let mut store = Store::open(&p.store_path).context("cannot open the store")?;
+    let engine = crate::cli::engine(&p);
     if a.flush {
-        let poster = Poster::new().context("cannot build the HTTP client")?;
-        let s = outbox::deliver(&mut store, &p, &poster, Urgency::Force).await?;
+        // Seals what a killed run left open, then delivers everything, ignoring backoff.
+        let s = engine.recover(true).await?;
         eprintln!("delivered {}, failed sinks {}, pending {}", s.delivered, s.failed.len(), s.pending);
     }
-    let configured: Vec<&str> = outbox::outbox_sinks(&p).map(|s| s.name()).collect();
+    let store = engine.store().context("cannot open the store")?;
+    let configured: Vec<&str> = outbox::queued_sinks(engine.sinks());
     let pending = store.pending(None)?;
     let rows: Vec<serde_json::Value> = pending
         .iter()
@@ -117,16 +113,16 @@ pub async fn announce(a: PolicyArg) -> Result<ExitCode> {
         )
         .into());
     }
-    let now = Utc::now();
-    let inventory = Fleet::from_policy(&p.policy).inventory().await.map_err(|e| BadInput(e.to_string()))?;
+    let engine = crate::cli::engine(&p);
+    let now = engine.clock().now();
+    let inventory = engine.fleet().inventory().await.map_err(|e| BadInput(e.to_string()))?;
     let day = now.with_timezone(&p.tz).date_naive();
     let plan = simian_scheduler::announce::plan(&p, &inventory, day, now);
     println!("{} action(s) planned for {day}", plan.actions.len());
     let msg = Message::Announcement(plan);
-    let poster = Poster::new().context("cannot build the HTTP client")?;
     let mut failed = 0;
     for sink in &sinks {
-        let s = service::publish(&p, &msg, Some(sink), &poster).await?;
+        let s = engine.publish(&msg, Some(sink)).await?;
         failed += s.failed.len();
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -15,18 +15,16 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use simian_config::{LoadedPolicy, MonkeyName};
 use simian_monkeys::Report;
-use simian_sinks::http::Poster;
 use simian_sinks::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 use simian_sinks::Message;
-use simian_targets::Fleet;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::calendar::Calendar;
-use crate::outbox::{self, Urgency};
-use crate::run::{MetricsHandle, RunOptions};
+use crate::engine::Engine;
+use crate::run::RunOptions;
 use crate::service;
 use crate::store::{Store, StoreError};
 
@@ -39,41 +37,7 @@ const ROUNDS_GRACE: Duration = Duration::from_secs(15);
 /// On shutdown, the outbox flush gets this long.
 const FLUSH_GRACE: Duration = Duration::from_secs(8);
 
-/// Where "now" comes from.
-pub trait Clock: Send + Sync {
-    /// The current wall-clock instant.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// Wall time that moves with tokio's clock from an anchor, so tests can pause and advance it.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    anchor: DateTime<Utc>,
-    start: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// A clock reading `anchor` now.
-    pub fn starting_at(anchor: DateTime<Utc>) -> TokioClock {
-        TokioClock { anchor, start: tokio::time::Instant::now() }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.anchor + TimeDelta::from_std(self.start.elapsed()).unwrap_or_default()
-    }
-}
+pub use crate::clock::{Clock, SystemClock, TokioClock};
 
 /// Why the daemon could not start (once running, problems are logged and it carries on).
 #[derive(Debug, thiserror::Error)]
@@ -117,10 +81,11 @@ pub async fn run(policy: LoadedPolicy, opts: DaemonOptions) -> Result<(), Daemon
 /// The daemon's state between ticks.
 struct Daemon {
     policy: LoadedPolicy,
+    /// Built from `policy`; rebuilt on reload (rounds already running keep the one they started with).
+    engine: Arc<Engine>,
     /// A `--store` override, kept across reloads.
     store_path: std::path::PathBuf,
     metrics: Arc<Metrics>,
-    poster: Option<Arc<Poster>>,
     next: BTreeMap<MonkeyName, DateTime<Utc>>,
     running: BTreeMap<MonkeyName, JoinHandle<()>>,
     shutdown: CancellationToken,
@@ -150,12 +115,16 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         };
         tokio::spawn(serve(listener, Arc::new(state), opts.shutdown.clone()));
     }
-    let poster = service::poster().map(Arc::new);
+    let engine = Arc::new(Engine::new(policy.clone(), opts.clock.clone()).with_metrics(metrics.clone()));
+    // What a killed predecessor left undelivered goes out first.
+    if let Err(e) = engine.recover(false).await {
+        warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
+    }
     let mut d = Daemon {
         store_path: policy.store_path.clone(),
         policy,
+        engine,
         metrics,
-        poster,
         next: BTreeMap::new(),
         running: BTreeMap::new(),
         shutdown: opts.shutdown.clone(),
@@ -223,28 +192,21 @@ impl Daemon {
         }
     }
 
-    /// One monkey's round, then its report to the metrics, the outbox and the sinks.
+    /// One monkey's round: its findings stream to the sinks as they happen; the report feeds the metrics.
     fn round(&self, m: MonkeyName) -> impl std::future::Future<Output = ()> + 'static {
-        let policy = self.policy.clone();
+        let engine = self.engine.clone();
         let metrics = self.metrics.clone();
-        let poster = self.poster.clone();
         let on_round = self.on_round.clone();
-        let opts = RunOptions {
-            monkeys: vec![m],
-            shutdown: self.shutdown.clone(),
-            metrics: Some(MetricsHandle(metrics.clone())),
-            ..RunOptions::default()
-        };
+        let opts = RunOptions { monkeys: vec![m], shutdown: self.shutdown.clone(), ..RunOptions::default() };
         async move {
-            match service::round(&policy, &opts).await {
+            match engine.round(&opts).await {
                 Ok(report) => {
                     metrics.record_round(&report, m);
-                    service::publish_report(&policy, &report, poster.as_deref()).await;
                     if let Some(tx) = on_round {
                         let _ = tx.send((m, report));
                     }
                 }
-                Err(e) => error!(monkey = %m, error = %e, "round failed"),
+                Err(e) => error!(monkey = %m, error = %crate::chain(&e), "round failed"),
             }
         }
     }
@@ -260,8 +222,10 @@ impl Daemon {
             .collect();
         for (sink, lead) in leads {
             let Some((day, _first)) = crate::announce::due(&self.policy, lead, now) else { continue };
-            let claimed = Store::open(&self.policy.store_path)
-                .and_then(|s| s.claim_announcement(&day.to_string(), &sink, Utc::now()));
+            let claimed = self
+                .engine
+                .store()
+                .and_then(|s| s.claim_announcement(&day.to_string(), &sink, self.clock.now()));
             match claimed {
                 Ok(true) => {}
                 Ok(false) => continue,
@@ -270,30 +234,22 @@ impl Daemon {
                     continue;
                 }
             }
-            let inventory = Fleet::from_policy(&self.policy.policy).inventory().await.unwrap_or_else(|e| {
+            let inventory = self.engine.fleet().inventory().await.unwrap_or_else(|e| {
                 warn!(error = %e, "cannot list instances for the day's plan; announcing times only");
                 Vec::new()
             });
             let msg = Message::Announcement(crate::announce::plan(&self.policy, &inventory, day, now));
             info!(sink = %sink, day = %day, "announcing the day's plan");
-            let Some(poster) = &self.poster else { continue };
-            if let Err(e) = service::publish(&self.policy, &msg, Some(&sink), poster).await {
-                error!(error = %e, "cannot write the day's plan to the outbox");
+            if let Err(e) = self.engine.publish(&msg, Some(&sink)).await {
+                error!(error = %crate::chain(&e), "cannot write the day's plan to the outbox");
             }
         }
     }
 
     /// Deliver what earlier failures left in the outbox, for sinks whose backoff is over.
     async fn retry_outbox(&self) {
-        let Some(poster) = &self.poster else { return };
-        let result = match Store::open(&self.policy.store_path) {
-            Ok(mut store) => {
-                outbox::deliver(&mut store, &self.policy, poster, Urgency::Normal { fresh: None }).await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            warn!(error = %e, "cannot read the outbox");
+        if let Err(e) = self.engine.deliver(false).await {
+            warn!(error = %crate::chain(&e), "cannot read the outbox");
         }
     }
 
@@ -303,6 +259,8 @@ impl Daemon {
             Ok(mut p) => {
                 p.store_path = self.store_path.clone();
                 info!(policy = %p.path.display(), monkeys = p.schedules.len(), "policy reloaded");
+                self.engine =
+                    Arc::new(Engine::new(p.clone(), self.clock.clone()).with_metrics(self.metrics.clone()));
                 self.policy = p;
                 self.plan_next(self.clock.now());
             }
@@ -317,28 +275,21 @@ impl Daemon {
         if tokio::time::timeout(ROUNDS_GRACE, rounds).await.is_err() {
             warn!("rounds did not finish in time; reverting from the journal");
         }
-        match service::revert(&self.policy, &RunOptions::default()).await {
+        match self.engine.revert(&RunOptions::default()).await {
             Ok(report) if !report.findings.is_empty() => {
                 info!(reverted = report.findings.len(), "active faults reverted");
                 self.metrics.record_report(&report);
-                service::publish_report(&self.policy, &report, None).await;
             }
             Ok(_) => {}
-            Err(e) => error!(error = %e, "cannot revert active faults"),
+            Err(e) => error!(error = %crate::chain(&e), "cannot revert active faults"),
         }
-        if let Some(poster) = &self.poster {
-            let flush = async {
-                let mut store = Store::open(&self.policy.store_path)?;
-                outbox::deliver(&mut store, &self.policy, poster, Urgency::Force).await
-            };
-            match tokio::time::timeout(FLUSH_GRACE, flush).await {
-                Ok(Ok(s)) if s.pending > 0 => {
-                    warn!(pending = s.pending, "outbox not empty at exit; the next start delivers it")
-                }
-                Ok(Ok(_)) => info!("outbox flushed"),
-                Ok(Err(e)) => warn!(error = %e, "cannot flush the outbox"),
-                Err(_) => warn!("outbox flush timed out; the next start delivers the rest"),
+        match tokio::time::timeout(FLUSH_GRACE, self.engine.deliver(true)).await {
+            Ok(Ok(s)) if s.pending > 0 => {
+                warn!(pending = s.pending, "outbox not empty at exit; the next start delivers it")
             }
+            Ok(Ok(_)) => info!("outbox flushed"),
+            Ok(Err(e)) => warn!(error = %crate::chain(&e), "cannot flush the outbox"),
+            Err(_) => warn!("outbox flush timed out; the next start delivers the rest"),
         }
     }
 }

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use serde_json::Value;
 use simian_monkeys::{Action, Finding, MonkeyName, Outcome, Report, Severity};
+use simian_scheduler::clock::SystemClock;
 use simian_scheduler::outbox::{deliver, enqueue, Urgency};
 use simian_scheduler::store::Store;
 use simian_sinks::http::Poster;
-use simian_sinks::Message;
+use simian_sinks::{Message, Sink};
 use testkit::receiver::Receiver;
 
 fn report(id: &str, findings: usize) -> Message {
@@ -64,12 +65,15 @@ async fn a_split_slack_report_resumes_after_the_acknowledged_parts() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start();
     let p = policy(dir.path(), &rx);
+    let sinks = Sink::all(&p);
     let mut store = Store::open(&p.store_path).unwrap();
-    let id = enqueue(&mut store, &p, &report("r1", 100), Some("slack"), Utc::now()).unwrap().unwrap();
+    let id = enqueue(&mut store, &sinks, &report("r1", 100), Some("slack"), Utc::now()).unwrap().unwrap();
     // As if a previous attempt had posted part 1 of 3 and then lost the connection.
     store.delivery_progress(id, "slack", 1).unwrap();
     let poster = Poster::new().unwrap();
-    let s = deliver(&mut store, &p, &poster, Urgency::Normal { fresh: Some(id) }).await.unwrap();
+    let s = deliver(&mut store, &sinks, &poster, Urgency::Normal { fresh: vec![id] }, &SystemClock)
+        .await
+        .unwrap();
     assert_eq!((s.delivered, s.pending), (1, 0));
     let got = bodies(&rx, "/slack");
     let headers: Vec<&str> = got.iter().map(|b| b["blocks"][0]["text"]["text"].as_str().unwrap()).collect();
@@ -83,11 +87,20 @@ async fn backoff_waits_unless_forced_or_fresh_and_keeps_the_order() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Receiver::start();
     let p = policy(dir.path(), &rx);
+    let sinks = Sink::all(&p);
     let mut store = Store::open(&p.store_path).unwrap();
     let poster = Poster::new().unwrap();
     rx.set_status(503);
-    let first = enqueue(&mut store, &p, &report("r1", 1), None, Utc::now()).unwrap();
-    let s = deliver(&mut store, &p, &poster, Urgency::Normal { fresh: first }).await.unwrap();
+    let first = enqueue(&mut store, &sinks, &report("r1", 1), None, Utc::now()).unwrap();
+    let s = deliver(
+        &mut store,
+        &sinks,
+        &poster,
+        Urgency::Normal { fresh: first.into_iter().collect() },
+        &SystemClock,
+    )
+    .await
+    .unwrap();
     assert_eq!((s.delivered, s.failed.len(), s.pending), (0, 2, 2));
     assert!(s.failed.iter().all(|(_, e)| e.contains("503")), "{s:?}");
     let b = store.backoff("webhook").unwrap().unwrap();
@@ -97,18 +110,27 @@ async fn backoff_waits_unless_forced_or_fresh_and_keeps_the_order() {
     // The endpoint is back, but the sink is in backoff and nothing new arrived: no attempt.
     rx.set_status(200);
     let tried = rx.requests().len();
-    let s = deliver(&mut store, &p, &poster, Urgency::Normal { fresh: None }).await.unwrap();
+    let s =
+        deliver(&mut store, &sinks, &poster, Urgency::Normal { fresh: vec![] }, &SystemClock).await.unwrap();
     assert_eq!((s.delivered, s.pending), (0, 2));
     assert_eq!(rx.requests().len(), tried);
 
     // A fresh report goes at once, after the backlog, each exactly once.
-    let second = enqueue(&mut store, &p, &report("r2", 1), None, Utc::now()).unwrap();
-    let s = deliver(&mut store, &p, &poster, Urgency::Normal { fresh: second }).await.unwrap();
+    let second = enqueue(&mut store, &sinks, &report("r2", 1), None, Utc::now()).unwrap();
+    let s = deliver(
+        &mut store,
+        &sinks,
+        &poster,
+        Urgency::Normal { fresh: second.into_iter().collect() },
+        &SystemClock,
+    )
+    .await
+    .unwrap();
     assert_eq!((s.delivered, s.pending), (4, 0));
     assert!(store.backoff("webhook").unwrap().is_none());
     let runs: Vec<String> =
         bodies(&rx, "/hook").iter().map(|b| b["report"]["run_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(runs, ["r1", "r1", "r2"], "503 for the first try, then r1 and r2 in order");
-    let s = deliver(&mut store, &p, &poster, Urgency::Force).await.unwrap();
+    let s = deliver(&mut store, &sinks, &poster, Urgency::Force, &SystemClock).await.unwrap();
     assert_eq!((s.delivered, s.pending), (0, 0), "nothing is sent twice");
 }

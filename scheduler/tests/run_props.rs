@@ -104,7 +104,7 @@ proptest! {
         let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
         let mut store = Store::open(&policy.store_path).unwrap();
         let opts = RunOptions { dry_run: force_dry, seed: Some(seed), ..Default::default() };
-        let ctx = RunContext { actuator: &rec, inventory, reload: &load };
+        let ctx = RunContext::new(&rec, inventory, &load);
         let report = rt.block_on(run_once(&policy, &opts, ctx, &mut store)).unwrap();
         let calls = rec.calls.into_inner().unwrap();
 

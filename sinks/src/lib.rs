@@ -9,9 +9,11 @@ pub mod jsonl;
 pub mod log;
 pub mod message;
 pub mod metrics;
+pub mod sink;
 pub mod slack;
 pub mod table;
 pub mod webhook;
 
 pub use message::{Announcement, Message, PlannedAction};
+pub use sink::Sink;
 pub use table::{render_history, render_report, HistoryRow};

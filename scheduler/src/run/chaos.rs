@@ -2,27 +2,22 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
 use rand_chacha::ChaCha8Rng;
 use simian_config::MonkeyName;
 use simian_monkeys::chaos::{self, ChaosParams, Decision};
 use simian_monkeys::{Action, Actuator, Finding, Instance, Outcome, Severity};
 use tracing::{info, warn};
 
-use chrono::DateTime;
-use simian_config::{ChaosConfig, LoadedPolicy, Mode};
+use chrono::{DateTime, Utc};
+use simian_config::{ChaosConfig, LoadedPolicy};
 
-use super::{recheck, Round, RunError};
+use super::gate::{Journal, Permit, Refusal};
+use super::{Out, Round, RunError};
 use crate::calendar::Calendar;
-use crate::store::Claim;
 
 impl<A: Actuator> Round<'_, '_, A> {
     /// Chaos Monkey: guards, plan, then act on each kill decision.
-    pub(crate) async fn chaos(
-        &mut self,
-        rng: &mut ChaCha8Rng,
-        out: &mut Vec<Finding>,
-    ) -> Result<(), RunError> {
+    pub(crate) async fn chaos(&mut self, rng: &mut ChaCha8Rng, out: &mut Out<'_>) -> Result<(), RunError> {
         let (policy, now) = (self.policy, self.now);
         let m = MonkeyName::Chaos;
         let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
@@ -62,7 +57,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             return Ok(());
         }
         let history: BTreeMap<_, _> = self.store.last_live_kills()?;
-        let mut batch: Vec<(Instance, i64, usize)> = Vec::new();
+        let mut victims: Vec<(Instance, usize)> = Vec::new();
         let decisions = chaos::plan(&part.eligible, &history, &params, now, rng);
         for d in decisions {
             let skipped = |group: &(String, String), why: String| group_skip(m, &part.eligible, group, why);
@@ -81,92 +76,75 @@ impl<A: Actuator> Round<'_, '_, A> {
                 Decision::LimitReached { group, limit } => {
                     out.push(skipped(&group, format!("max_kills_per_run ({limit}) reached")))
                 }
-                Decision::Kill { victim, eligible } => match self.claim(&params, &victim, eligible)? {
-                    Ok(kill_id) => batch.push((victim, kill_id, eligible)),
-                    Err(finding) => out.push(finding),
-                },
+                Decision::Kill { victim, eligible } => victims.push((victim, eligible)),
             }
         }
-        // One batch: a cloud target terminates them in as few calls as it can.
-        let victims: Vec<Instance> = batch.iter().map(|(v, ..)| v.clone()).collect();
-        let results =
-            if victims.is_empty() { Vec::new() } else { self.ctx.actuator.terminate_many(&victims).await };
-        for ((victim, kill_id, eligible), result) in batch.into_iter().zip(results) {
-            self.store.finish_kill(kill_id, result.is_ok())?;
-            out.push(match result {
-                Ok(note) => {
-                    info!(instance = %victim.id, group = %victim.group, "terminated instance");
-                    Finding::about(
-                        m,
-                        Action::Terminate,
-                        Outcome::Done,
-                        Severity::Warning,
-                        &victim,
-                        format!("terminated (1 of {eligible} eligible in group): {note}"),
-                    )
+        // Victims go in batches of what their target terminates in one call (a cloud API call; one host
+        // at a time on `hosts`), and the gate sees every victim right before its batch: a kill switch or
+        // SIGTERM during one kill stops the next.
+        let mut rest = victims.as_slice();
+        while let Some((first, _)) = rest.first() {
+            let size = self.batch_size(first).max(1);
+            let n = rest.iter().take(size).take_while(|(v, _)| v.target == first.target).count().max(1);
+            let (batch, tail) = rest.split_at(n);
+            rest = tail;
+            let mut go: Vec<(&Instance, usize, Permit)> = Vec::new();
+            for (victim, eligible) in batch {
+                let about = |outcome, severity, msg: String| {
+                    Finding::about(m, Action::Terminate, outcome, severity, victim, msg)
+                };
+                match self.gate(
+                    m,
+                    Some(victim),
+                    Journal::Kill { min_between: params.min_time_between_kills, limited: true },
+                )? {
+                    Ok(permit) => go.push((victim, *eligible, permit)),
+                    Err(Refusal::DryRun) => out.push(about(
+                        Outcome::Planned,
+                        Severity::Info,
+                        format!("would terminate (1 of {eligible} eligible in group); dry-run"),
+                    )),
+                    Err(Refusal::Refused(why)) => out.push(about(
+                        Outcome::Skipped,
+                        Severity::Info,
+                        format!("guard re-check refused: {why}"),
+                    )),
                 }
-                Err(e) => {
-                    warn!(instance = %victim.id, error = %e, "terminate failed");
-                    Finding::about(
-                        m,
-                        Action::Terminate,
-                        Outcome::Failed,
-                        Severity::Critical,
-                        &victim,
-                        format!("terminate failed: {e}"),
-                    )
+            }
+            let Some((_, _, permit)) = go.first() else { continue };
+            let insts: Vec<Instance> = go.iter().map(|(v, ..)| (*v).clone()).collect();
+            let results = self.act(permit).terminate_many(&insts).await;
+            for ((victim, eligible, permit), result) in go.iter().zip(results) {
+                if let Some(id) = permit.journal_id() {
+                    self.store.finish_kill(id, result.is_ok())?;
                 }
-            });
+                out.push(match result {
+                    Ok(note) => {
+                        info!(instance = %victim.id, group = %victim.group, "terminated instance");
+                        Finding::about(
+                            m,
+                            Action::Terminate,
+                            Outcome::Done,
+                            Severity::Warning,
+                            victim,
+                            format!("terminated (1 of {eligible} eligible in group): {note}"),
+                        )
+                    }
+                    Err(e) => {
+                        warn!(instance = %victim.id, error = %e, "terminate failed");
+                        Finding::about(
+                            m,
+                            Action::Terminate,
+                            Outcome::Failed,
+                            Severity::Critical,
+                            victim,
+                            format!("terminate failed: {e}"),
+                        )
+                    }
+                });
+            }
         }
         Ok(())
-    }
-
-    /// Everything before terminating one victim: dry-run stops here; live re-checks guards and journals the
-    /// kill (atomically with the spacing check). Ok(kill id) = go ahead; Err(finding) = not this one.
-    #[allow(clippy::result_large_err)]
-    fn claim(
-        &mut self,
-        params: &ChaosParams,
-        victim: &Instance,
-        eligible: usize,
-    ) -> Result<Result<i64, Finding>, RunError> {
-        let m = MonkeyName::Chaos;
-        let about = |outcome, severity, msg: String| {
-            Finding::about(m, Action::Terminate, outcome, severity, victim, msg)
-        };
-        if self.mode == Mode::DryRun {
-            return Ok(Err(about(
-                Outcome::Planned,
-                Severity::Info,
-                format!("would terminate (1 of {eligible} eligible in group); dry-run"),
-            )));
-        }
-        if self.opts.shutdown.is_cancelled() {
-            return Ok(Err(about(
-                Outcome::Skipped,
-                Severity::Info,
-                "simian is shutting down (signal); not acting".into(),
-            )));
-        }
-        if let Err(why) = recheck(self.ctx.reload, m, self.opts, victim) {
-            warn!(instance = %victim.id, reason = %why, "guard refused action");
-            return Ok(Err(about(
-                Outcome::Skipped,
-                Severity::Info,
-                format!("guard re-check refused: {why}"),
-            )));
-        }
-        Ok(match self.store.claim_kill(&self.run_id, victim, Utc::now(), params.min_time_between_kills)? {
-            Claim::Granted(id) => Ok(id),
-            Claim::TooRecent(last) => Err(about(
-                Outcome::Skipped,
-                Severity::Info,
-                format!(
-                    "another run killed in this group at {}, younger than min_time_between_kills",
-                    last.with_timezone(&self.policy.tz).to_rfc3339()
-                ),
-            )),
-        })
     }
 }
 

@@ -4,17 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
 use simian_config::{MonkeyName, Remediation};
 use simian_monkeys::doctor::{
     self, HealthState, HealthStatus, HttpExpect, ProbeOutcome, ProcThresholds, SummaryBuilder, Transition,
 };
-use simian_monkeys::{Action, Actuator, Finding, Instance, Mode, Outcome, Severity};
+use simian_monkeys::{Action, Actuator, Finding, Instance, Outcome, Severity};
 use tracing::warn;
 
-use super::{exclusions, opt_in_for, recheck, Round, RunError};
-use crate::store::{Claim, HealthRow};
+use super::gate::{Journal, Refusal};
+use super::{exclusions, opt_in_for, Out, Round, RunError};
+use crate::store::HealthRow;
 use simian_monkeys::eligibility::{eligibility, Eligibility};
 
 const M: MonkeyName = MonkeyName::Doctor;
@@ -49,7 +49,7 @@ fn from_row(r: &HealthRow) -> HealthState {
 
 impl<A: Actuator> Round<'_, '_, A> {
     /// Doctor Monkey. Observing needs no opt-in and is done in dry-run too; only remediation is gated.
-    pub(crate) async fn doctor(&mut self, out: &mut Vec<Finding>) -> Result<(), RunError> {
+    pub(crate) async fn doctor(&mut self, out: &mut Out<'_>) -> Result<(), RunError> {
         let policy = self.policy;
         let (cfg, inventory) = match self.observable(M, policy.policy.monkeys.doctor.as_ref()) {
             Ok(found) => found,
@@ -115,7 +115,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             let key = (p.inst.target.clone(), p.inst.id.clone());
             let prev = health.remove(&key).map(|r| from_row(&r)).unwrap_or_default();
             let (next, transition) = doctor::step(&prev, p.verdict.is_ok(), threshold);
-            self.store.set_health(&key.0, &key.1, &to_row(&next), Utc::now())?;
+            self.store.set_health(&key.0, &key.1, &to_row(&next), self.clock().now())?;
             match transition {
                 Some(Transition::BecameUnhealthy) => {
                     let why = p.verdict.as_ref().err().cloned().unwrap_or_default();
@@ -171,47 +171,33 @@ impl<A: Actuator> Round<'_, '_, A> {
                 return Ok(about(Outcome::Skipped, Severity::Info, format!("not remediated: {why}")))
             }
         }
-        if self.mode == Mode::DryRun {
-            return Ok(about(
-                Outcome::Planned,
-                Severity::Info,
-                "would terminate the unhealthy instance; dry-run".into(),
-            ));
-        }
-        if let Err(why) = recheck(self.ctx.reload, M, self.opts, inst) {
-            return Ok(about(Outcome::Skipped, Severity::Info, format!("not remediated: {why}")));
-        }
-        let chaos = self.policy.policy.monkeys.chaos.as_ref();
-        let done_this_run = self
-            .findings
-            .iter()
-            .filter(|f| f.action == Action::Terminate && f.outcome == Outcome::Done)
-            .count();
-        if let Some(limit) = chaos.and_then(|c| c.max_kills_per_run) {
-            if done_this_run as u32 >= limit {
+        // The one gate: dry-run, shutdown, the re-read policy, the run's kill budget shared with Chaos
+        // Monkey (one shared outage must never let Doctor take a whole service down), and the spacing.
+        let min = self
+            .policy
+            .policy
+            .monkeys
+            .chaos
+            .as_ref()
+            .and_then(|c| c.min_time_between_kills)
+            .map(|d| d.chrono());
+        let permit = match self.gate(M, Some(inst), Journal::Kill { min_between: min, limited: true })? {
+            Ok(p) => p,
+            Err(Refusal::DryRun) => {
                 return Ok(about(
-                    Outcome::Skipped,
+                    Outcome::Planned,
                     Severity::Info,
-                    format!("not remediated: max_kills_per_run ({limit}) reached"),
-                ));
-            }
-        }
-        let min = chaos.and_then(|c| c.min_time_between_kills).map(|d| d.chrono());
-        let id = match self.store.claim_kill(&self.run_id, inst, Utc::now(), min)? {
-            Claim::Granted(id) => id,
-            Claim::TooRecent(at) => {
-                return Ok(about(
-                    Outcome::Skipped,
-                    Severity::Info,
-                    format!(
-                    "not remediated: the group lost an instance at {}, younger than min_time_between_kills",
-                    at.to_rfc3339()
-                ),
+                    "would terminate the unhealthy instance; dry-run".into(),
                 ))
             }
+            Err(Refusal::Refused(why)) => {
+                return Ok(about(Outcome::Skipped, Severity::Info, format!("not remediated: {why}")))
+            }
         };
-        let result = self.ctx.actuator.terminate(inst).await;
-        self.store.finish_kill(id, result.is_ok())?;
+        let result = self.act(&permit).terminate(inst).await;
+        if let Some(id) = permit.journal_id() {
+            self.store.finish_kill(id, result.is_ok())?;
+        }
         Ok(match result {
             Ok(note) => about(
                 Outcome::Done,

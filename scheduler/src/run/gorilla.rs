@@ -1,26 +1,21 @@
 //! Chaos Gorilla's round: pick a zone, then terminate or isolate its eligible instances; isolation is
 //! journaled before it is applied, held for `duration` (or until a signal), then restored.
 
-use chrono::Utc;
 use rand_chacha::ChaCha8Rng;
 use simian_config::{GorillaAction, MonkeyName};
 use simian_monkeys::gorilla::{self, GorillaPlan, ZoneChoice};
 use simian_monkeys::{Action, Actuator, Finding, Instance, Mode, Outcome, Severity};
-use tracing::{info, warn};
+use tracing::info;
 
-use super::{recheck, Round, RunError};
-use crate::store::Claim;
+use super::gate::{Journal, Refusal};
+use super::{Out, Round, RunError};
 
 /// Isolation lasts this long when the policy gives no `duration`.
 const DEFAULT_DURATION: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 impl<A: Actuator> Round<'_, '_, A> {
     /// Chaos Gorilla: drop one zone.
-    pub(crate) async fn gorilla(
-        &mut self,
-        rng: &mut ChaCha8Rng,
-        out: &mut Vec<Finding>,
-    ) -> Result<(), RunError> {
+    pub(crate) async fn gorilla(&mut self, rng: &mut ChaCha8Rng, out: &mut Out<'_>) -> Result<(), RunError> {
         let policy = self.policy;
         let m = MonkeyName::Gorilla;
         let skip = |why: String| Finding::run_level(m, Outcome::Skipped, Severity::Info, why);
@@ -102,72 +97,65 @@ impl<A: Actuator> Round<'_, '_, A> {
         }
     }
 
-    /// Re-check guards per instance; `Some(finding)` when refused or shutting down.
-    fn gorilla_refusal(&self, v: &Instance, action: Action) -> Option<Finding> {
-        let m = MonkeyName::Gorilla;
-        if self.opts.shutdown.is_cancelled() {
-            return Some(Finding::about(
-                m,
-                action,
-                Outcome::Skipped,
-                Severity::Info,
-                v,
-                "simian is shutting down (signal); not acting",
-            ));
-        }
-        recheck(self.ctx.reload, m, self.opts, v).err().map(|why| {
-            warn!(instance = %v.id, reason = %why, "guard refused action");
-            Finding::about(
-                m,
-                action,
-                Outcome::Skipped,
-                Severity::Info,
-                v,
-                format!("guard re-check refused: {why}"),
-            )
-        })
+    /// The gate's refusal as a finding.
+    fn gorilla_refused(v: &Instance, action: Action, why: Refusal) -> Finding {
+        let why = match why {
+            Refusal::DryRun => "dry-run".to_string(),
+            Refusal::Refused(why) => why,
+        };
+        Finding::about(
+            MonkeyName::Gorilla,
+            action,
+            Outcome::Skipped,
+            Severity::Info,
+            v,
+            format!("guard re-check refused: {why}"),
+        )
     }
 
-    async fn gorilla_terminate(
-        &mut self,
-        victims: &[Instance],
-        out: &mut Vec<Finding>,
-    ) -> Result<(), RunError> {
+    async fn gorilla_terminate(&mut self, victims: &[Instance], out: &mut Out<'_>) -> Result<(), RunError> {
         let m = MonkeyName::Gorilla;
-        let mut batch = Vec::new();
-        let mut ids = Vec::new();
-        for v in victims {
-            if let Some(f) = self.gorilla_refusal(v, Action::Terminate) {
-                out.push(f);
-                continue;
+        let mut rest = victims;
+        while let Some(first) = rest.first() {
+            let size = self.batch_size(first).max(1);
+            let n = rest.iter().take(size).take_while(|v| v.target == first.target).count().max(1);
+            let (batch, tail) = rest.split_at(n);
+            rest = tail;
+            // Journaled like every kill, so Chaos Monkey's spacing sees it too; a zone drop is not
+            // counted against max_kills_per_run.
+            let mut go = Vec::new();
+            for v in batch {
+                match self.gate(m, Some(v), Journal::Kill { min_between: None, limited: false })? {
+                    Ok(permit) => go.push((v, permit)),
+                    Err(why) => out.push(Self::gorilla_refused(v, Action::Terminate, why)),
+                }
             }
-            // Journaled like every kill, so Chaos Monkey's spacing sees it too.
-            if let Claim::Granted(id) = self.store.claim_kill(&self.run_id, v, Utc::now(), None)? {
-                batch.push(v.clone());
-                ids.push(id);
+            let Some((_, permit)) = go.first() else { continue };
+            let insts: Vec<Instance> = go.iter().map(|(v, _)| (*v).clone()).collect();
+            let results = self.act(permit).terminate_many(&insts).await;
+            for ((v, permit), r) in go.iter().zip(results) {
+                if let Some(id) = permit.journal_id() {
+                    self.store.finish_kill(id, r.is_ok())?;
+                }
+                out.push(match r {
+                    Ok(note) => Finding::about(
+                        m,
+                        Action::Terminate,
+                        Outcome::Done,
+                        Severity::Warning,
+                        v,
+                        format!("terminated: {note}"),
+                    ),
+                    Err(e) => Finding::about(
+                        m,
+                        Action::Terminate,
+                        Outcome::Failed,
+                        Severity::Critical,
+                        v,
+                        format!("terminate failed: {e}"),
+                    ),
+                });
             }
-        }
-        let results = self.ctx.actuator.terminate_many(&batch).await;
-        for ((v, id), r) in batch.iter().zip(ids).zip(results) {
-            self.store.finish_kill(id, r.is_ok())?;
-            out.push(match r {
-                Ok(note) => Finding::about(
-                    m,
-                    Action::Terminate,
-                    Outcome::Done,
-                    Severity::Warning,
-                    v,
-                    format!("terminated: {note}"),
-                ),
-                Err(e) => Finding::about(
-                    m,
-                    Action::Terminate,
-                    Outcome::Failed,
-                    Severity::Critical,
-                    v,
-                    format!("terminate failed: {e}"),
-                ),
-            });
         }
         Ok(())
     }
@@ -176,14 +164,19 @@ impl<A: Actuator> Round<'_, '_, A> {
         &mut self,
         victims: &[Instance],
         duration: std::time::Duration,
-        out: &mut Vec<Finding>,
+        out: &mut Out<'_>,
     ) -> Result<(), RunError> {
         let m = MonkeyName::Gorilla;
-        let expires = Utc::now() + chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX);
-        let mut applied = 0usize;
+        // Each instance is held `duration` from its own isolation, so a slow isolate of the last host does
+        // not shorten its hold; the round holds until the latest end.
+        let mut until = None;
         for v in victims {
-            if let Some(f) = self.gorilla_refusal(v, Action::Isolate) {
-                out.push(f);
+            if self.opts.shutdown.is_cancelled() {
+                out.push(Self::gorilla_refused(
+                    v,
+                    Action::Isolate,
+                    Refusal::Refused("simian is shutting down (signal); not acting".into()),
+                ));
                 continue;
             }
             let undo = match self.ctx.actuator.prepare_isolation(v).await {
@@ -200,12 +193,23 @@ impl<A: Actuator> Round<'_, '_, A> {
                     continue;
                 }
             };
-            // Journal first: if simian dies between here and the restore, the next run or `simian revert` undoes it.
-            let id = self.store.journal_fault(&self.run_id, m, "isolate", v, &undo, Utc::now(), expires)?;
-            match self.ctx.actuator.isolate(v, &undo).await {
+            let expires = crate::clock::add(self.clock().now(), duration);
+            // Journal first (in the gate): if simian dies between here and the restore, the next run or
+            // `simian revert` undoes it.
+            let permit =
+                match self.gate(m, Some(v), Journal::Fault { kind: "isolate", undo: &undo, expires })? {
+                    Ok(p) => p,
+                    Err(why) => {
+                        out.push(Self::gorilla_refused(v, Action::Isolate, why));
+                        continue;
+                    }
+                };
+            match self.act(&permit).isolate(v, &undo).await {
                 Ok(note) => {
-                    self.store.fault_applied(id)?;
-                    applied += 1;
+                    if let Some(id) = permit.journal_id() {
+                        self.store.fault_applied(id)?;
+                    }
+                    until = until.max(Some(expires));
                     info!(instance = %v.id, zone = ?v.zone, "isolated instance");
                     out.push(Finding::about(
                         m,
@@ -233,12 +237,10 @@ impl<A: Actuator> Round<'_, '_, A> {
                 }
             }
         }
-        if applied > 0 {
-            self.hold(expires, "isolate").await;
+        if let Some(until) = until {
+            self.hold(until, "isolate", out).await?;
         }
-        let restored = self.revert_mine().await?;
-        out.extend(restored);
-        Ok(())
+        self.revert_mine(out).await
     }
 }
 

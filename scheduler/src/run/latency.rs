@@ -13,7 +13,8 @@ use simian_monkeys::{Action, Actuator, Finding, Instance, Mode, Outcome, Severit
 use simian_proxy::{ProxySpec, RunningProxy};
 use tracing::{info, warn};
 
-use super::{recheck, Round, RunError};
+use super::gate::{Journal, Refusal};
+use super::{Out, Round, RunError};
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -36,11 +37,7 @@ fn with_details(mut f: Finding, d: BTreeMap<String, String>) -> Finding {
 
 impl<A: Actuator> Round<'_, '_, A> {
     /// Latency Monkey.
-    pub(crate) async fn latency(
-        &mut self,
-        rng: &mut ChaCha8Rng,
-        out: &mut Vec<Finding>,
-    ) -> Result<(), RunError> {
+    pub(crate) async fn latency(&mut self, rng: &mut ChaCha8Rng, out: &mut Out<'_>) -> Result<(), RunError> {
         let policy = self.policy;
         let cfg = match self.acting(M, policy.policy.monkeys.latency.as_ref()) {
             Ok(cfg) => cfg,
@@ -67,9 +64,9 @@ impl<A: Actuator> Round<'_, '_, A> {
         netem: &Netem,
         duration: Duration,
         rng: &mut ChaCha8Rng,
-        out: &mut Vec<Finding>,
+        out: &mut Out<'_>,
     ) -> Result<(), RunError> {
-        let deadline = Utc::now() + chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX);
+        let deadline = crate::clock::add(self.clock().now(), duration);
         let about = |outcome, severity, listen: &str, upstream: &str, msg: String| {
             let mut f = Finding::run_level(M, outcome, severity, msg);
             f.action = Action::InjectLatency;
@@ -96,8 +93,23 @@ impl<A: Actuator> Round<'_, '_, A> {
         }
         let mut running = Vec::new();
         for p in &cfg.proxies {
-            if self.opts.shutdown.is_cancelled() {
-                break;
+            // A proxy lives and dies with this process: nothing to journal, but the gate still decides.
+            match self.gate(M, None, Journal::Nothing)? {
+                Ok(_) => {}
+                Err(why) => {
+                    let why = match why {
+                        Refusal::DryRun => "dry-run".to_string(),
+                        Refusal::Refused(why) => why,
+                    };
+                    out.push(about(
+                        Outcome::Skipped,
+                        Severity::Info,
+                        &p.listen,
+                        &p.upstream,
+                        format!("guard re-check refused: {why}"),
+                    ));
+                    continue;
+                }
             }
             let spec = ProxySpec {
                 listen: p.listen.clone(),
@@ -133,7 +145,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             }
         }
         if !running.is_empty() {
-            self.hold(deadline, "latency").await;
+            self.hold(deadline, "latency", out).await?;
         }
         for (p, proxy) in running {
             let stats = proxy.stop().await;
@@ -159,7 +171,7 @@ impl<A: Actuator> Round<'_, '_, A> {
         netem: &Netem,
         duration: Duration,
         rng: &mut ChaCha8Rng,
-        out: &mut Vec<Finding>,
+        out: &mut Out<'_>,
     ) -> Result<(), RunError> {
         let part = match self.eligible(M) {
             Ok(p) => p,
@@ -173,7 +185,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             out.push(Finding::run_level(M, Outcome::Skipped, Severity::Info, "no eligible instances"));
             return Ok(());
         }
-        let deadline = Utc::now() + chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX);
+        let deadline = crate::clock::add(self.clock().now(), duration);
         if self.mode == Mode::DryRun {
             for v in &chosen {
                 let f = Finding::about(
@@ -197,28 +209,6 @@ impl<A: Actuator> Round<'_, '_, A> {
         let grace = cfg.grace.map(|d| d.std()).unwrap_or(DEFAULT_GRACE);
         let mut applied = 0;
         for v in &chosen {
-            if self.opts.shutdown.is_cancelled() {
-                out.push(Finding::about(
-                    M,
-                    Action::InjectLatency,
-                    Outcome::Skipped,
-                    Severity::Info,
-                    v,
-                    "simian is shutting down (signal); not acting",
-                ));
-                continue;
-            }
-            if let Err(why) = recheck(self.ctx.reload, M, self.opts, v) {
-                out.push(Finding::about(
-                    M,
-                    Action::InjectLatency,
-                    Outcome::Skipped,
-                    Severity::Info,
-                    v,
-                    format!("guard re-check refused: {why}"),
-                ));
-                continue;
-            }
             let handle = lat::new_handle(rng);
             match self.inject(cfg, netem, v, &handle, deadline, duration + grace).await? {
                 Ok(f) => {
@@ -229,24 +219,17 @@ impl<A: Actuator> Round<'_, '_, A> {
             }
         }
         if applied > 0 {
-            self.hold(deadline, "latency").await;
+            self.hold(deadline, "latency", out).await?;
         }
-
-        let reverted = self.revert_mine().await?;
-        out.extend(reverted);
-        Ok(())
+        self.revert_mine(out).await
     }
 
-    /// Run argv on `v`; a spawn/ssh failure or a non-zero exit becomes the error text.
+    /// Run a read-only argv on `v` (checks and read-backs); a spawn/ssh failure or a non-zero exit becomes
+    /// the error text.
     async fn on(&self, v: &Instance, argv: &[String]) -> Result<String, String> {
         match self.ctx.actuator.run_on(v, argv).await {
             Ok(o) if o.status == 0 => Ok(o.stdout),
-            Ok(o) => Err(format!(
-                "`{}` exited with {}: {}",
-                argv.join(" "),
-                o.status,
-                if o.stdout.trim().is_empty() { o.stderr.trim() } else { o.stdout.trim() }
-            )),
+            Ok(o) => Err(failed_argv(argv, &o)),
             Err(e) => Err(e.0),
         }
     }
@@ -301,11 +284,34 @@ impl<A: Actuator> Round<'_, '_, A> {
             }
         };
         let undo = Undo::Netem { instance: v.clone(), interface: interface.clone(), handle: handle.clone() };
-        // Journal first, so a crash from here on is undone by the next run or `simian revert`.
-        let id = self.store.journal_fault(&self.run_id, M, "netem", v, &undo, Utc::now(), deadline)?;
+        // The gate journals first, so a crash from here on is undone by the next run or `simian revert`.
+        let permit =
+            match self.gate(M, Some(v), Journal::Fault { kind: "netem", undo: &undo, expires: deadline })? {
+                Ok(p) => p,
+                Err(why) => {
+                    let why = match why {
+                        Refusal::DryRun => "dry-run".to_string(),
+                        Refusal::Refused(why) => why,
+                    };
+                    return Ok(Err(Finding::about(
+                        M,
+                        Action::InjectLatency,
+                        Outcome::Skipped,
+                        Severity::Info,
+                        v,
+                        format!("guard re-check refused: {why}"),
+                    )));
+                }
+            };
         let d = details(&interface, netem, deadline);
+        let actuator = self.act(&permit);
         let applied = async {
-            self.on(v, &lat::netem_argv(&interface, &handle, netem, replace)).await?;
+            let add = lat::netem_argv(&interface, &handle, netem, replace);
+            match actuator.run_on(v, &add).await {
+                Ok(o) if o.status == 0 => {}
+                Ok(o) => return Err(failed_argv(&add, &o)),
+                Err(e) => return Err(e.0),
+            }
             let show = self.on(v, &lat::show_argv(&interface)).await?;
             if lat::root_qdisc(&show) != Root::Simians(handle.clone()) {
                 return Err(format!(
@@ -320,7 +326,9 @@ impl<A: Actuator> Round<'_, '_, A> {
         .await;
         match applied {
             Ok(()) => {
-                self.store.fault_applied(id)?;
+                if let Some(id) = permit.journal_id() {
+                    self.store.fault_applied(id)?;
+                }
                 info!(instance = %v.id, interface = %interface, "latency injected");
                 let f = Finding::about(M, Action::InjectLatency, Outcome::Done, Severity::Warning, v, format!(
                     "added {} ± {} delay{} on {interface} until {} (host removes it by itself {}s later if simian is gone)",
@@ -328,7 +336,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                     simian_config::Duration(netem.jitter),
                     if netem.loss > 0.0 { format!(" and {}% loss", netem.loss) } else { String::new() },
                     deadline.with_timezone(&self.policy.tz).to_rfc3339(),
-                    (deadman_after.saturating_sub((deadline - Utc::now()).to_std().unwrap_or_default())).as_secs()
+                    (deadman_after.saturating_sub((deadline - self.clock().now()).to_std().unwrap_or_default())).as_secs()
                 ));
                 Ok(Ok(with_details(f, d)))
             }
@@ -336,4 +344,14 @@ impl<A: Actuator> Round<'_, '_, A> {
             Err(why) => Ok(Err(with_details(fail(format!("inject failed: {why}")), d))),
         }
     }
+}
+
+/// The error text of a command that exited non-zero.
+fn failed_argv(argv: &[String], o: &simian_monkeys::CommandOutput) -> String {
+    format!(
+        "`{}` exited with {}: {}",
+        argv.join(" "),
+        o.status,
+        if o.stdout.trim().is_empty() { o.stderr.trim() } else { o.stdout.trim() }
+    )
 }

@@ -3,21 +3,28 @@
 
 mod chaos;
 mod doctor;
+mod gate;
 mod gorilla;
 mod latency;
 mod revert;
+mod stream;
 mod ten_eighteen;
+
+pub use stream::Out;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use simian_config::{LoadedPolicy, Mode, MonkeyName};
-use simian_monkeys::eligibility::{eligibility, Eligibility, Exclusions};
+use simian_monkeys::eligibility::Exclusions;
 use simian_monkeys::{Actuator, Finding, Instance, Report};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::calendar::Calendar;
+use crate::clock::{Clock, SystemClock};
 use crate::store::{Store, StoreError};
 
 /// What the caller asked for.
@@ -66,6 +73,17 @@ pub struct RunContext<'a, A: Actuator> {
     pub inventory: Result<Vec<Instance>, String>,
     /// Re-reads the policy for the guard re-check.
     pub reload: &'a Reload<'a>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Delivers the findings at each flush; `None` = they wait in the outbox for the next delivery.
+    pub poster: Option<&'a simian_sinks::http::Poster>,
+}
+
+impl<'a, A: Actuator> RunContext<'a, A> {
+    /// A context on the system clock that leaves delivery to the outbox's next pass.
+    pub fn new(actuator: &'a A, inventory: Result<Vec<Instance>, String>, reload: &'a Reload<'a>) -> Self {
+        RunContext { actuator, inventory, reload, clock: Arc::new(SystemClock), poster: None }
+    }
 }
 
 pub(crate) fn effective_mode(policy: &LoadedPolicy, opts: &RunOptions) -> Mode {
@@ -139,28 +157,6 @@ fn configured<T>(m: MonkeyName, cfg: Option<&T>) -> Result<&T, Finding> {
     cfg.ok_or_else(|| skipped(m, format!("monkey `{m}` is not configured in the policy")))
 }
 
-/// Every guard again, on a freshly read policy, right before touching `inst`.
-pub(crate) fn recheck(
-    ctx_reload: &Reload<'_>,
-    monkey: MonkeyName,
-    opts: &RunOptions,
-    inst: &Instance,
-) -> Result<(), String> {
-    let fresh = ctx_reload().map_err(|e| format!("policy no longer loads, refusing to act: {e}"))?;
-    if effective_mode(&fresh, opts) != Mode::Live {
-        return Err("policy is no longer in live mode".into());
-    }
-    if let Some(why) = run_guard(&fresh, monkey, opts, Utc::now()) {
-        return Err(why);
-    }
-    let excl = exclusions(&fresh)?;
-    match eligibility(inst, &opt_in_for(&fresh, &inst.target), &excl) {
-        Eligibility::Eligible => Ok(()),
-        Eligibility::NotOptedIn => Err("instance is no longer opted in".into()),
-        Eligibility::Excluded(why) => Err(why),
-    }
-}
-
 /// Run the asked monkeys once and return the report; every finding is also in the store.
 ///
 /// Before anything else, faults from earlier runs whose time is up (say, simian was killed while
@@ -174,33 +170,37 @@ pub async fn run_once<A: Actuator>(
     let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
     let mode = effective_mode(policy, opts);
     let mut round = Round::begin(policy, opts, &ctx, store, seed, mode)?;
+    let mut out = round.out()?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
-    let due = round.store.open_faults(Some(round.now))?;
-    let out = match mode {
-        Mode::Live => round.revert(due).await?,
-        // A dry run never mutates, not even to undo: it says what `simian revert` would restore.
-        Mode::DryRun => due.iter().map(revert::planned).collect(),
-    };
-    round.record(out)?;
-
-    let monkeys: Vec<MonkeyName> = if opts.monkeys.is_empty() {
-        policy.schedules.keys().copied().collect()
-    } else {
-        opts.monkeys.clone()
-    };
-    for monkey in monkeys {
-        let mut out = Vec::new();
-        match monkey {
-            MonkeyName::Chaos => round.chaos(&mut rng, &mut out).await?,
-            MonkeyName::Gorilla => round.gorilla(&mut rng, &mut out).await?,
-            MonkeyName::Latency => round.latency(&mut rng, &mut out).await?,
-            MonkeyName::Doctor => round.doctor(&mut out).await?,
-            MonkeyName::TenEighteen => round.ten_eighteen(&mut out).await?,
+    let result = async {
+        let due = round.store.open_faults(Some(round.now))?;
+        match mode {
+            Mode::Live => round.revert(due, &mut out).await?,
+            // A dry run never mutates, not even to undo: it says what `simian revert` would restore.
+            Mode::DryRun => out.extend(due.iter().map(revert::planned)),
         }
-        round.record(out)?;
+        out.flush().await?;
+
+        let monkeys: Vec<MonkeyName> = if opts.monkeys.is_empty() {
+            policy.schedules.keys().copied().collect()
+        } else {
+            opts.monkeys.clone()
+        };
+        for monkey in monkeys {
+            match monkey {
+                MonkeyName::Chaos => round.chaos(&mut rng, &mut out).await?,
+                MonkeyName::Gorilla => round.gorilla(&mut rng, &mut out).await?,
+                MonkeyName::Latency => round.latency(&mut rng, &mut out).await?,
+                MonkeyName::Doctor => round.doctor(&mut out).await?,
+                MonkeyName::TenEighteen => round.ten_eighteen(&mut out).await?,
+            }
+            out.flush().await?;
+        }
+        Ok::<(), RunError>(())
     }
-    round.finish(seed)
+    .await;
+    round.finish(seed, out, result).await
 }
 
 /// Revert every fault still open in the journal, now (`simian revert`).
@@ -212,10 +212,13 @@ pub async fn revert_all<A: Actuator>(
 ) -> Result<Report, RunError> {
     let seed = opts.seed.unwrap_or(0);
     let mut round = Round::begin(policy, opts, &ctx, store, seed, Mode::Live)?;
-    let open = round.store.open_faults(None)?;
-    let out = round.revert(open).await?;
-    round.record(out)?;
-    round.finish(seed)
+    let mut out = round.out()?;
+    let result = async {
+        let open = round.store.open_faults(None)?;
+        round.revert(open, &mut out).await
+    }
+    .await;
+    round.finish(seed, out, result).await
 }
 
 /// One run's shared state, handed to each monkey's round.
@@ -227,7 +230,8 @@ pub(crate) struct Round<'a, 'c, A: Actuator> {
     run_id: String,
     mode: Mode,
     now: DateTime<Utc>,
-    findings: Vec<Finding>,
+    /// Kills granted so far in this run, against `max_kills_per_run` (Chaos and Doctor share it).
+    kills: u32,
     summary: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
@@ -240,30 +244,31 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         seed: u64,
         mode: Mode,
     ) -> Result<Self, RunError> {
-        let now = Utc::now();
+        let now = ctx.clock.now();
         let run_id = uuid::Uuid::new_v4().to_string();
         store.begin_run(&run_id, seed, mode.as_str(), now)?;
         info!(run_id = %run_id, seed, mode = mode.as_str(), "run started");
-        Ok(Round {
-            policy,
-            opts,
-            ctx,
-            store,
-            run_id,
-            mode,
-            now,
-            findings: Vec::new(),
-            summary: Default::default(),
-        })
+        Ok(Round { policy, opts, ctx, store, run_id, mode, now, kills: 0, summary: Default::default() })
     }
 
-    /// Store findings as soon as a monkey is done, so a crash later loses none of them.
-    fn record(&mut self, out: Vec<Finding>) -> Result<(), RunError> {
-        for f in &out {
-            self.store.add_finding(&self.run_id, Utc::now(), self.mode.as_str(), f)?;
+    /// Where this run's findings go: a connection of its own, so findings are recorded the moment they
+    /// are made while the round holds its journal connection.
+    fn out(&self) -> Result<Out<'a>, RunError> {
+        let store = Store::open(self.store.path())?;
+        Ok(Out::new(store, self.run_id.clone(), self.mode, self.policy, self.ctx.poster, &*self.ctx.clock))
+    }
+
+    /// How many kills of `inst`'s target go in one call: a cloud API batch, or one host at a time.
+    fn batch_size(&self, inst: &Instance) -> usize {
+        match self.policy.policy.targets.iter().find(|t| t.name() == inst.target) {
+            Some(simian_config::TargetConfig::AwsEc2(a)) => a.terminate_batch as usize,
+            Some(simian_config::TargetConfig::Hosts(_)) | None => 1,
         }
-        self.findings.extend(out);
-        Ok(())
+    }
+
+    /// Where "now" comes from.
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.ctx.clock
     }
 
     /// For monkeys that act: their settings, unless they are missing or a run-level guard (enabled, kill
@@ -308,36 +313,53 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         Ok(simian_monkeys::eligibility::partition(inventory, &|t| opt_in_for(self.policy, t), &excl))
     }
 
-    /// Hold a fault until `deadline`, or less if a signal arrives; then the caller reverts.
-    async fn hold(&self, deadline: DateTime<Utc>, what: &str) {
-        let wait = (deadline - Utc::now()).to_std().unwrap_or_default();
+    /// Hold a fault until `deadline`, or less if a signal arrives; then the caller reverts. What was found
+    /// so far is delivered first: chat hears of the fault when it starts, not when it ends.
+    async fn hold(&self, deadline: DateTime<Utc>, what: &str, out: &mut Out<'_>) -> Result<(), RunError> {
+        out.flush().await?;
+        let wait = (deadline - self.clock().now()).to_std().unwrap_or_default();
         info!(seconds = wait.as_secs(), fault = what, "holding fault");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = self.opts.shutdown.cancelled() => tracing::warn!(fault = what, "signal received: reverting now"),
         }
+        Ok(())
     }
 
     /// Revert every fault this run journaled that is still open.
-    async fn revert_mine(&mut self) -> Result<Vec<Finding>, RunError> {
+    async fn revert_mine(&mut self, out: &mut Out<'_>) -> Result<(), RunError> {
         let mine: Vec<_> =
             self.store.open_faults(None)?.into_iter().filter(|f| f.run_id == self.run_id).collect();
-        self.revert(mine).await
+        self.revert(mine, out).await
     }
 
-    fn finish(self, seed: u64) -> Result<Report, RunError> {
-        let finished = Utc::now();
+    /// End the run: mark it finished, seal and deliver the last findings (with the summary), and build
+    /// the report. A round that failed midway still seals what it recorded before returning the error.
+    async fn finish(
+        self,
+        seed: u64,
+        mut out: Out<'_>,
+        result: Result<(), RunError>,
+    ) -> Result<Report, RunError> {
+        let finished = self.clock().now();
         self.store.finish_run(&self.run_id, finished)?;
-        info!(run_id = %self.run_id, findings = self.findings.len(), "run finished");
-        Ok(Report {
-            run_id: self.run_id,
+        let local = |t: DateTime<Utc>| t.with_timezone(&self.policy.tz).fixed_offset();
+        let mut report = Report {
+            run_id: self.run_id.clone(),
             mode: self.mode.as_str().to_string(),
             seed,
-            started_at: self.now.with_timezone(&self.policy.tz).fixed_offset(),
-            finished_at: finished.with_timezone(&self.policy.tz).fixed_offset(),
+            started_at: local(self.now),
+            finished_at: local(finished),
             api_calls: 0,
             summary: self.summary,
-            findings: self.findings,
-        })
+            findings: Vec::new(),
+        };
+        let flushed = out.flush_with(Some(&report)).await;
+        result?;
+        flushed?;
+        let (_, findings) = out.into_parts();
+        info!(run_id = %self.run_id, findings = findings.len(), "run finished");
+        report.findings = findings;
+        Ok(report)
     }
 }

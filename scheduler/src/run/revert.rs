@@ -1,10 +1,9 @@
 //! Undo journaled faults: restore each through its target, mark the journal, report each as a finding.
 
-use chrono::Utc;
 use simian_monkeys::{Action, Actuator, Finding, Outcome, Severity, Undo};
 use tracing::{info, warn};
 
-use super::{Round, RunError};
+use super::{Out, Round, RunError};
 use crate::store::OpenFault;
 
 /// The action a revert of this fault is reported as.
@@ -44,8 +43,7 @@ impl<A: Actuator> Round<'_, '_, A> {
     ///
     /// Reverting always runs, whatever the mode, kill switch or calendar say: undoing a fault is
     /// never the risky direction.
-    pub(crate) async fn revert(&mut self, faults: Vec<OpenFault>) -> Result<Vec<Finding>, RunError> {
-        let mut out = Vec::new();
+    pub(crate) async fn revert(&mut self, faults: Vec<OpenFault>, out: &mut Out<'_>) -> Result<(), RunError> {
         for fault in faults {
             let finding = |outcome, severity, message: String| Finding {
                 monkey: fault.monkey,
@@ -61,7 +59,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             };
             match self.ctx.actuator.restore(&fault.target, &fault.undo).await {
                 Ok(note) => {
-                    self.store.fault_reverted(fault.id, Utc::now(), None)?;
+                    self.store.fault_reverted(fault.id, self.clock().now(), None)?;
                     info!(instance = %fault.instance, kind = %fault.kind, "fault reverted");
                     out.push(finding(
                         Outcome::Done,
@@ -70,7 +68,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                     ));
                 }
                 Err(e) if instance_gone(&e.0) => {
-                    self.store.fault_reverted(fault.id, Utc::now(), Some(&e.0))?;
+                    self.store.fault_reverted(fault.id, self.clock().now(), Some(&e.0))?;
                     out.push(finding(
                         Outcome::Skipped,
                         Severity::Info,
@@ -91,6 +89,6 @@ impl<A: Actuator> Round<'_, '_, A> {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use simian_config::MonkeyName;
 use simian_monkeys::ten_eighteen::{self as te, DriftKind, Expect, Facts, Override};
 use simian_monkeys::{Action, Actuator, Finding, Instance, Outcome};
 
-use super::{Round, RunError};
+use super::{Out, Round, RunError};
 
 const M: MonkeyName = MonkeyName::TenEighteen;
 const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(2);
@@ -32,7 +32,7 @@ fn epoch_now() -> f64 {
 
 impl<A: Actuator> Round<'_, '_, A> {
     /// 10-18 Monkey: observation only, so it runs in dry-run too and needs no opt-in.
-    pub(crate) async fn ten_eighteen(&mut self, out: &mut Vec<Finding>) -> Result<(), RunError> {
+    pub(crate) async fn ten_eighteen(&mut self, out: &mut Out<'_>) -> Result<(), RunError> {
         let policy = self.policy;
         let (cfg, inventory) = match self.observable(M, policy.policy.monkeys.ten_eighteen.as_ref()) {
             Ok(found) => found,

@@ -1,0 +1,201 @@
+//! The engine: one value (policy, fleet, sinks, clock, metrics) built once and used by `run`, `revert`,
+//! `daemon` and `demo` alike. It opens the store, recovers what a crashed command left undelivered, runs
+//! rounds through the one gate, and feeds the outbox.
+
+use std::sync::Arc;
+
+use simian_config::LoadedPolicy;
+use simian_monkeys::{Instance, Report};
+use simian_sinks::http::Poster;
+use simian_sinks::metrics::Metrics;
+use simian_sinks::{Message, Sink};
+use simian_targets::{Fleet, TargetError};
+use tracing::{error, warn};
+
+use crate::clock::Clock;
+use crate::outbox::{self, DeliverySummary, Urgency};
+use crate::run::{revert_all, run_once, MetricsHandle, RunContext, RunError, RunOptions};
+use crate::store::{Store, StoreError};
+
+/// Why a round could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    /// Wrong credentials or an unreachable endpoint: a configuration problem (exit 2).
+    #[error(transparent)]
+    Config(TargetError),
+    /// The store could not be opened or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The run itself failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Everything a round needs, built once from the policy.
+pub struct Engine {
+    policy: LoadedPolicy,
+    fleet: Fleet,
+    sinks: Vec<Sink>,
+    poster: Option<Poster>,
+    clock: Arc<dyn Clock>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Engine {
+    /// Build the engine: the fleet's targets, the runtime sinks and the one HTTP client (no I/O yet).
+    pub fn new(policy: LoadedPolicy, clock: Arc<dyn Clock>) -> Engine {
+        let fleet = Fleet::from_policy(&policy.policy);
+        let sinks = Sink::all(&policy);
+        let poster = Poster::new()
+            .map_err(|e| error!(error = %e, "cannot build the HTTP client; messages stay in the outbox"))
+            .ok();
+        Engine { policy, fleet, sinks, poster, clock, metrics: None }
+    }
+
+    /// Record Doctor's probe latencies and every report in these metrics.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Engine {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The policy the engine was built from.
+    pub fn policy(&self) -> &LoadedPolicy {
+        &self.policy
+    }
+
+    /// The runtime sinks.
+    pub fn sinks(&self) -> &[Sink] {
+        &self.sinks
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The fleet.
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    /// A connection to the policy's store (migrated on first open).
+    pub fn store(&self) -> Result<Store, StoreError> {
+        Store::open(&self.policy.store_path)
+    }
+
+    /// Seal every message a crashed command left open and deliver what no sink has acknowledged yet
+    /// (`Force` ignores backoff: `simian outbox --flush`, shutdown).
+    pub async fn recover(&self, force: bool) -> Result<DeliverySummary, StoreError> {
+        let mut store = self.store()?;
+        let fresh = outbox::seal(&mut store, &self.policy, &self.sinks, None, None, &*self.clock)?;
+        let Some(poster) = &self.poster else {
+            return Ok(DeliverySummary { pending: store.pending_count()? as usize, ..Default::default() });
+        };
+        let urgency = if force { Urgency::Force } else { Urgency::Normal { fresh } };
+        outbox::deliver(&mut store, &self.sinks, poster, urgency, &*self.clock).await
+    }
+
+    /// The fleet's inventory; configuration problems are the caller's error, listing failures a finding.
+    async fn inventory(&self) -> Result<Result<Vec<Instance>, String>, RoundError> {
+        match self.fleet.inventory().await {
+            Ok(inv) => Ok(Ok(inv)),
+            Err(e @ (TargetError::Credentials { .. } | TargetError::Unreachable { .. })) => {
+                Err(RoundError::Config(e))
+            }
+            Err(e @ TargetError::Inventory { .. }) => Ok(Err(e.to_string())),
+        }
+    }
+
+    fn options(&self, opts: &RunOptions) -> RunOptions {
+        let mut opts = opts.clone();
+        if opts.metrics.is_none() {
+            opts.metrics = self.metrics.clone().map(MetricsHandle);
+        }
+        opts
+    }
+
+    /// One round: what earlier commands left undelivered first, then the monkeys through the gate; every
+    /// finding is in the store (and on its way to the sinks) the moment it is made.
+    pub async fn round(&self, opts: &RunOptions) -> Result<Report, RoundError> {
+        if let Err(e) = self.recover(false).await {
+            warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
+        }
+        let mut store = self.store()?;
+        let inventory = self.inventory().await?;
+        let reload = crate::service::reloader(&self.policy);
+        let ctx = RunContext {
+            actuator: &self.fleet,
+            inventory,
+            reload: &reload,
+            clock: self.clock.clone(),
+            poster: self.poster.as_ref(),
+        };
+        let mut report = run_once(&self.policy, &self.options(opts), ctx, &mut store).await?;
+        report.api_calls = self.fleet.api_calls();
+        self.prune(&store);
+        Ok(report)
+    }
+
+    /// Restore every fault still open in the journal (`simian revert`, daemon shutdown).
+    pub async fn revert(&self, opts: &RunOptions) -> Result<Report, RoundError> {
+        if let Err(e) = self.recover(false).await {
+            warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
+        }
+        let mut store = self.store()?;
+        let reload = crate::service::reloader(&self.policy);
+        // Reverting needs no inventory: the journal holds everything a restore needs.
+        let ctx = RunContext {
+            actuator: &self.fleet,
+            inventory: Ok(Vec::new()),
+            reload: &reload,
+            clock: self.clock.clone(),
+            poster: self.poster.as_ref(),
+        };
+        let mut report = revert_all(&self.policy, &self.options(opts), ctx, &mut store).await?;
+        report.api_calls = self.fleet.api_calls();
+        Ok(report)
+    }
+
+    /// Send a message (the day's plan) everywhere, or only to sink `only`: `log` sinks at once, the others
+    /// through the outbox (written first).
+    pub async fn publish(&self, msg: &Message, only: Option<&str>) -> Result<DeliverySummary, StoreError> {
+        if only.is_none() {
+            for sink in &self.sinks {
+                sink.write_now(msg);
+            }
+        }
+        let mut store = self.store()?;
+        let fresh = outbox::enqueue(&mut store, &self.sinks, msg, only, self.clock.now())?;
+        let Some(poster) = &self.poster else {
+            return Ok(DeliverySummary { pending: store.pending_count()? as usize, ..Default::default() });
+        };
+        outbox::deliver(
+            &mut store,
+            &self.sinks,
+            poster,
+            Urgency::Normal { fresh: fresh.into_iter().collect() },
+            &*self.clock,
+        )
+        .await
+    }
+
+    /// Deliver the outbox's backlog (sinks in backoff wait unless `force`).
+    pub async fn deliver(&self, force: bool) -> Result<DeliverySummary, StoreError> {
+        if force {
+            return self.recover(true).await;
+        }
+        let mut store = self.store()?;
+        let Some(poster) = &self.poster else {
+            return Ok(DeliverySummary { pending: store.pending_count()? as usize, ..Default::default() });
+        };
+        outbox::deliver(&mut store, &self.sinks, poster, Urgency::Normal { fresh: Vec::new() }, &*self.clock)
+            .await
+    }
+
+    /// Fully delivered messages are kept a while for `simian outbox`, then dropped; findings stay.
+    fn prune(&self, store: &Store) {
+        if let Err(e) = store.prune_outbox(crate::clock::sub(self.clock.now(), chrono::TimeDelta::days(30))) {
+            warn!(error = %crate::chain(&e), "cannot prune the outbox");
+        }
+    }
+}

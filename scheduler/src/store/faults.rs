@@ -1,0 +1,152 @@
+//! The fault journal: every reversible fault, written before it is applied, until it is reverted.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use simian_monkeys::{Instance, MonkeyName, Undo};
+
+use super::{from_ms, ms, Store, StoreError};
+
+/// A reversible fault from the journal that has not been reverted yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenFault {
+    /// Journal row id.
+    pub id: i64,
+    /// Run that applied it.
+    pub run_id: String,
+    /// Monkey that applied it.
+    pub monkey: MonkeyName,
+    /// Kind of fault, e.g. `isolate`.
+    pub kind: String,
+    /// Target of the instance.
+    pub target: String,
+    /// Instance id.
+    pub instance: String,
+    /// Group, if known.
+    pub group: Option<String>,
+    /// Zone, if known.
+    pub zone: Option<String>,
+    /// How to undo it.
+    pub undo: Undo,
+    /// `intent` (maybe applied, maybe not) or `active`.
+    pub state: String,
+    /// When it is due to be reverted.
+    pub expires: DateTime<Utc>,
+    /// Last revert error, if a revert failed before.
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Journal a fault *before* applying it (state `intent`); returns its id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn journal_fault(
+        &self,
+        run_id: &str,
+        monkey: MonkeyName,
+        kind: &str,
+        inst: &Instance,
+        undo: &Undo,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let undo = serde_json::to_string(undo).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO faults (run_id, monkey, kind, target, instance, grp, zone, undo, state, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'intent', ?9, ?10)",
+                params![
+                    run_id,
+                    monkey.as_str(),
+                    kind,
+                    inst.target,
+                    inst.id,
+                    inst.group,
+                    inst.zone,
+                    undo,
+                    ms(now),
+                    ms(expires)
+                ],
+            )
+            .map_err(|e| self.wrap(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The fault is in place.
+    pub fn fault_applied(&self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE faults SET state = 'active' WHERE id = ?1 AND state = 'intent'", params![id])
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The fault was undone (or there is nothing left to undo).
+    pub fn fault_reverted(&self, id: i64, now: DateTime<Utc>, note: Option<&str>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE faults SET state = 'reverted', reverted_ms = ?2, error = ?3 WHERE id = ?1",
+                params![id, ms(now), note],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// A revert failed; the fault stays open so the next run or `simian revert` tries again.
+    pub fn fault_revert_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE faults SET error = ?2 WHERE id = ?1", params![id, error])
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Faults not yet reverted; with `expired_at`, only those due by then. Oldest first.
+    pub fn open_faults(&self, expired_at: Option<DateTime<Utc>>) -> Result<Vec<OpenFault>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, run_id, monkey, kind, target, instance, grp, zone, undo, state, expires_ms, error
+                 FROM faults WHERE state IN ('intent', 'active') AND expires_ms <= ?1 ORDER BY id",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let limit = expired_at.map(ms).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![limit], |r| {
+                // A row this simian cannot read is left for the simian that wrote it, never guessed at.
+                let (Ok(monkey), Ok(undo)) =
+                    (r.get::<_, String>(2)?.parse(), serde_json::from_str(&r.get::<_, String>(8)?))
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(OpenFault {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    monkey,
+                    kind: r.get(3)?,
+                    target: r.get(4)?,
+                    instance: r.get(5)?,
+                    group: r.get(6)?,
+                    zone: r.get(7)?,
+                    undo,
+                    state: r.get(9)?,
+                    expires: from_ms(r.get(10)?),
+                    error: r.get(11)?,
+                }))
+            })
+            .map_err(|e| self.wrap(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.extend(row.map_err(|e| self.wrap(e))?);
+        }
+        Ok(out)
+    }
+
+    /// Faults applied and not yet reverted, per monkey.
+    pub fn active_faults_by_monkey(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT monkey, COUNT(*) FROM faults WHERE state IN ('intent', 'active') GROUP BY monkey",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+}

@@ -1,0 +1,63 @@
+//! Doctor Monkey's health state per instance, carried across runs.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::{ms, Store, StoreError};
+
+/// Doctor's stored view of one instance: status and the current streaks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthRow {
+    /// `unknown`, `healthy` or `unhealthy`.
+    pub status: String,
+    /// Consecutive failed checks.
+    pub failures: u32,
+    /// Consecutive passed checks.
+    pub passes: u32,
+}
+
+impl Store {
+    /// Doctor's stored health of every instance seen so far, by (target, instance).
+    pub fn health(&self) -> Result<BTreeMap<(String, String), HealthRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT target, instance, status, failures, passes FROM health")
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    HealthRow { status: r.get(2)?, failures: r.get(3)?, passes: r.get(4)? },
+                ))
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// Save Doctor's view of one instance.
+    pub fn set_health(
+        &self,
+        target: &str,
+        instance: &str,
+        row: &HealthRow,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO health (target, instance, status, failures, passes, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (target, instance) DO UPDATE SET status = ?3, failures = ?4, passes = ?5, updated_ms = ?6",
+                params![target, instance, row.status, row.failures, row.passes, ms(now)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Instances Doctor currently holds unhealthy.
+    pub fn unhealthy_count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM health WHERE status = 'unhealthy'", [], |r| r.get(0))
+            .map_err(|e| self.wrap(e))
+    }
+}

@@ -1,0 +1,386 @@
+//! The store: one SQLite file (WAL) with versioned migrations; one file per table group below.
+
+mod faults;
+mod health;
+mod kills;
+mod outbox;
+mod runs;
+
+pub use faults::OpenFault;
+pub use health::HealthRow;
+pub use kills::Claim;
+pub use outbox::{host_name, owner_id, Backoff, OpenMessage, PendingDelivery, Sealing};
+pub use runs::{ActionCount, HistoryEntry, RunRow};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Store failures; the path is always named.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("store {}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A value could not be encoded for the store (it is never stored half-written).
+    #[error("store {}: cannot encode a value", path.display())]
+    Encode {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file was written by a newer simian.
+    #[error("store {}: schema version {found} is newer than this simian understands ({known}); upgrade simian", path.display())]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Newest version known here.
+        known: i64,
+    },
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` = how many have run. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, findings, and the kill journal.
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        seed TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER
+     );
+     CREATE TABLE findings (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        at_ms INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        monkey TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        target TEXT,
+        instance TEXT,
+        grp TEXT,
+        zone TEXT,
+        severity TEXT NOT NULL,
+        message TEXT NOT NULL
+     );
+     CREATE INDEX findings_at ON findings(at_ms);
+     CREATE TABLE kills (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        target TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed'))
+     );
+     CREATE INDEX kills_group ON kills(target, grp, at_ms);",
+    // 2: the fault journal — every reversible fault, written before it is applied.
+    "CREATE TABLE faults (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        monkey TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        grp TEXT,
+        zone TEXT,
+        undo TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('intent', 'active', 'reverted')),
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        reverted_ms INTEGER,
+        error TEXT
+     );
+     CREATE INDEX faults_open ON faults(state, expires_ms);",
+    // 3: structured details of a finding (JSON object), e.g. Latency Monkey's delay and deadline.
+    "ALTER TABLE findings ADD COLUMN details TEXT;",
+    // 4: Doctor Monkey's health state per instance, carried across runs.
+    "CREATE TABLE health (
+        target TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('unknown', 'healthy', 'unhealthy')),
+        failures INTEGER NOT NULL,
+        passes INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (target, instance)
+     );",
+    // 5: the durable outbox — messages written before any sink sees them, delivery marks per sink.
+    "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        created_ms INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        payload TEXT NOT NULL
+     );
+     CREATE TABLE deliveries (
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+        sink TEXT NOT NULL,
+        parts_done INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered_ms INTEGER,
+        PRIMARY KEY (outbox_id, sink)
+     );
+     CREATE INDEX deliveries_pending ON deliveries(sink, delivered_ms, outbox_id);
+     CREATE TABLE sink_backoff (
+        sink TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT
+     );
+     CREATE TABLE announcements (
+        day TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (day, sink)
+     );",
+    // 6: findings stream into the outbox as they are recorded: a run's open message collects them until it
+    // is sealed (at the end of an action phase, before a long wait, at the end of the round, or by the
+    // next command after a crash); sink claims keep two deliverers from sending the same message twice.
+    "ALTER TABLE outbox ADD COLUMN run_id TEXT;
+     ALTER TABLE outbox ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE findings ADD COLUMN outbox_id INTEGER;
+     CREATE INDEX outbox_open ON outbox(sealed, run_id);
+     CREATE INDEX findings_outbox ON findings(outbox_id);
+     CREATE TABLE sink_claims (
+        sink TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until_ms INTEGER NOT NULL
+     );",
+];
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let wrap = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // A missing folder gives SQLite's opaque "unable to open"; create it instead.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
+        let mut store = Store { conn, path: path.to_path_buf() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn wrap(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn encode(&self, source: serde_json::Error) -> StoreError {
+        StoreError::Encode { path: self.path.clone(), source }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let known = MIGRATIONS.len() as i64;
+        // IMMEDIATE: two processes opening a fresh file must not both migrate.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        let found: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        if found > known {
+            return Err(StoreError::TooNew { path: self.path.clone(), found, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.execute_batch(sql)
+                .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        }
+        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })
+    }
+
+    /// Schema version of the open file.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.wrap(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use simian_monkeys::{Action, Finding, Instance, MonkeyName, Outcome, Severity, Undo};
+
+    fn inst(group: &str) -> Instance {
+        Instance {
+            target: "lab".into(),
+            id: "web-1".into(),
+            address: None,
+            group: group.into(),
+            zone: None,
+            region: None,
+            url: None,
+            tags: Default::default(),
+        }
+    }
+
+    #[test]
+    fn migrates_once_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/simian.db");
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        drop(s);
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let mode: String = s.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        Store::open(&p).unwrap().conn.pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(Store::open(&p), Err(StoreError::TooNew { found: 99, .. })));
+    }
+
+    #[test]
+    fn claim_enforces_min_spacing_and_failed_kills_do_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let now = Utc::now();
+        s.begin_run("r1", 1, "live", now).unwrap();
+        let day = Some(TimeDelta::days(1));
+        let Claim::Granted(id) = s.claim_kill("r1", &inst("web"), now, day).unwrap() else {
+            panic!("first claim refused")
+        };
+        assert!(matches!(s.claim_kill("r1", &inst("web"), now, day).unwrap(), Claim::TooRecent(_)));
+        assert!(matches!(s.claim_kill("r1", &inst("api"), now, day).unwrap(), Claim::Granted(_)));
+        s.finish_kill(id, false).unwrap();
+        assert!(matches!(s.claim_kill("r1", &inst("web"), now, day).unwrap(), Claim::Granted(_)));
+        assert_eq!(s.last_live_kills().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_claims_grant_exactly_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        Store::open(&p).unwrap().begin_run("r", 1, "live", Utc::now()).unwrap();
+        let granted: usize = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    sc.spawn(|| {
+                        let mut s = Store::open(&p).unwrap();
+                        matches!(
+                            s.claim_kill("r", &inst("web"), Utc::now(), Some(TimeDelta::hours(1))).unwrap(),
+                            Claim::Granted(_)
+                        ) as usize
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(granted, 1);
+    }
+
+    #[test]
+    fn fault_journal_tracks_intent_active_reverted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let now = Utc::now();
+        s.begin_run("r", 1, "live", now).unwrap();
+        let undo = Undo::HostsCommand { instance: inst("web") };
+        let a = s
+            .journal_fault(
+                "r",
+                MonkeyName::Gorilla,
+                "isolate",
+                &inst("web"),
+                &undo,
+                now,
+                now + TimeDelta::minutes(30),
+            )
+            .unwrap();
+        let b = s
+            .journal_fault(
+                "r",
+                MonkeyName::Gorilla,
+                "isolate",
+                &inst("api"),
+                &undo,
+                now,
+                now - TimeDelta::minutes(1),
+            )
+            .unwrap();
+        s.fault_applied(a).unwrap();
+        let all = s.open_faults(None).unwrap();
+        assert_eq!(
+            all.iter().map(|f| (f.id, f.state.as_str())).collect::<Vec<_>>(),
+            [(a, "active"), (b, "intent")]
+        );
+        assert_eq!(all[0].undo, undo);
+        let due = s.open_faults(Some(now)).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].id, b);
+        s.fault_revert_failed(b, "boom").unwrap();
+        assert_eq!(s.open_faults(Some(now)).unwrap()[0].error.as_deref(), Some("boom"));
+        s.fault_reverted(b, now, None).unwrap();
+        s.fault_reverted(a, now, None).unwrap();
+        assert!(s.open_faults(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn history_round_trips_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let t0 = Utc::now();
+        s.begin_run("r", 9, "dry-run", t0).unwrap();
+        let f1 = Finding::run_level(MonkeyName::Chaos, Outcome::Skipped, Severity::Info, "first");
+        let f2 = Finding::about(
+            MonkeyName::Chaos,
+            Action::Terminate,
+            Outcome::Planned,
+            Severity::Warning,
+            &inst("web"),
+            "second",
+        );
+        s.add_finding("r", t0, "dry-run", &f1).unwrap();
+        s.add_finding("r", t0 + TimeDelta::seconds(1), "dry-run", &f2).unwrap();
+        let h = s.history(t0 - TimeDelta::days(1)).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].finding, f2);
+        assert_eq!(h[1].finding, f1);
+        assert_eq!(h[0].mode, "dry-run");
+        assert!(s.history(t0 + TimeDelta::days(1)).unwrap().is_empty());
+    }
+}
