@@ -10,7 +10,8 @@ use simian_scheduler::outbox::{self};
 use simian_sinks::Message;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::{shutdown_on_signals, BadInput, DaemonArgs, Format, OutboxArgs, PolicyArg};
+use crate::args::{BadInput, DaemonArgs, Format, OutboxArgs, PolicyArg};
+use crate::commands::shutdown_on_signals;
 
 /// `simian daemon`: runs until SIGTERM/SIGINT, reloading the policy on SIGHUP.
 pub async fn daemon(a: DaemonArgs) -> Result<ExitCode> {
@@ -49,7 +50,7 @@ pub async fn daemon(a: DaemonArgs) -> Result<ExitCode> {
 /// `simian outbox`: what is still waiting for delivery, per sink; `--flush` tries now.
 pub async fn outbox(a: OutboxArgs) -> Result<ExitCode> {
     let p = a.policy.load()?;
-    let engine = crate::cli::engine(&p);
+    let engine = crate::commands::engine(&p);
     if a.flush {
         // Seals what a killed run left open, then delivers everything, ignoring backoff.
         let s = engine.recover(true).await?;
@@ -113,7 +114,7 @@ pub async fn announce(a: PolicyArg) -> Result<ExitCode> {
         )
         .into());
     }
-    let engine = crate::cli::engine(&p);
+    let engine = crate::commands::engine(&p);
     let now = engine.clock().now();
     let inventory = engine.fleet().inventory().await.map_err(|e| BadInput(e.to_string()))?;
     let day = now.with_timezone(&p.tz).date_naive();

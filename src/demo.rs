@@ -11,7 +11,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
-use crate::cli::{self, DemoArgs};
+use crate::args::{load_policy, DemoArgs};
+use crate::commands;
 
 /// The demo policy, embedded: `config/examples/demo.yaml` with `${DEMO_PID_…}` / `${DEMO_PORT_…}` to fill.
 const DEMO_POLICY: &str = include_str!("../config/examples/demo.yaml");
@@ -142,14 +143,14 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     std::fs::write(&policy_path, policy_text(&members)).context("write the demo policy")?;
     println!("\npolicy: {}\n", policy_path.display());
 
-    let policy = cli::load_policy(&policy_path)?;
-    let opts = RunOptions { seed: args.seed, shutdown: cli::shutdown_on_signals(), ..Default::default() };
-    let report = cli::run_round(&policy, &opts).await?;
+    let policy = load_policy(&policy_path)?;
+    let opts = RunOptions { seed: args.seed, shutdown: commands::shutdown_on_signals(), ..Default::default() };
+    let report = commands::run_round(&policy, &opts).await?;
     println!("Chaos Monkey, live:");
     print!("{}", simian_sinks::render_report(&report, false));
 
     println!("\nhistory (simian history):");
-    let rows = cli::history_rows(&policy, chrono::TimeDelta::hours(1))?;
+    let rows = commands::history_rows(&policy, chrono::TimeDelta::hours(1))?;
     print!("{}", simian_sinks::render_history(&rows, false));
 
     println!("\nchecks:");

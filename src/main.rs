@@ -1,16 +1,19 @@
 //! The `simian` binary: parse the CLI, call the library, print, and exit 0 / 1 (an action failed) / 2 (bad input).
 #![forbid(unsafe_code)]
 
-mod cli;
+mod args;
+mod commands;
 mod daemon;
 mod demo;
 
 use std::process::ExitCode;
 
+use anyhow::Result;
+use args::{Cli, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIMIAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if args.verbose { "info" } else { "warn" }));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
@@ -21,11 +24,28 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(cli::dispatch(args)) {
+    match rt.block_on(dispatch(args)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(cli::exit_code_for(&e))
+            ExitCode::from(args::exit_code_for(&e))
         }
+    }
+}
+
+/// One subcommand, mapped onto the library.
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate(a) => commands::validate(&a),
+        Command::Schedule(a) => commands::schedule(a),
+        Command::Run(a) => commands::run(a, false).await,
+        Command::Plan(a) => commands::run(a, true).await,
+        Command::History(a) => commands::history(a),
+        Command::Revert(a) => commands::revert(a).await,
+        Command::Daemon(a) => daemon::daemon(a).await,
+        Command::Outbox(a) => daemon::outbox(a).await,
+        Command::Announce(a) => daemon::announce(a).await,
+        Command::Demo(a) => demo::demo(a).await,
+        Command::DemoInstance { id, address } => demo::instance(&id, &address).await,
     }
 }
