@@ -230,7 +230,7 @@ impl Daemon {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
-                    warn!(error = %e, "cannot record the announcement");
+                    warn!(error = %crate::chain(&e), "cannot record the announcement");
                     continue;
                 }
             }

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use simian_config::{LoadedPolicy, SinkConfig};
 use simian_monkeys::Report;
-use simian_sinks::http::Poster;
 use simian_sinks::metrics::{ActionTotal, Metrics};
-use tracing::{error, warn};
+use tracing::warn;
 
 use crate::store::{Store, StoreError};
 
@@ -23,13 +22,6 @@ pub fn reloader(policy: &LoadedPolicy) -> impl Fn() -> Result<LoadedPolicy, Stri
         }
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// The HTTP client for the sinks; `None` (logged) when it cannot be built: reports then wait in the outbox.
-pub fn poster() -> Option<Poster> {
-    Poster::new()
-        .map_err(|e| error!(error = %e, "cannot build the HTTP client; reports stay in the outbox"))
-        .ok()
 }
 
 /// Metrics seeded with the store's totals, so counters survive restarts and pushes stay monotonic.
@@ -68,10 +60,10 @@ pub async fn push_metrics(policy: &LoadedPolicy, metrics: &Arc<Metrics>, report:
     match Store::open(&policy.store_path) {
         Ok(store) => {
             if let Err(e) = refresh_gauges(metrics, &store) {
-                warn!(error = %e, "cannot read gauges from the store");
+                warn!(error = %crate::chain(&e), "cannot read gauges from the store");
             }
         }
-        Err(e) => warn!(error = %e, "cannot read gauges from the store"),
+        Err(e) => warn!(error = %crate::chain(&e), "cannot read gauges from the store"),
     }
     let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build() {
         Ok(c) => c,
