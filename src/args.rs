@@ -184,4 +184,3 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
 pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
     simian_config::load(path).map_err(anyhow::Error::new)
 }
-

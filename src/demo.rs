@@ -144,7 +144,8 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     println!("\npolicy: {}\n", policy_path.display());
 
     let policy = load_policy(&policy_path)?;
-    let opts = RunOptions { seed: args.seed, shutdown: commands::shutdown_on_signals(), ..Default::default() };
+    let opts =
+        RunOptions { seed: args.seed, shutdown: commands::shutdown_on_signals(), ..Default::default() };
     let report = commands::run_round(&policy, &opts).await?;
     println!("Chaos Monkey, live:");
     print!("{}", simian_sinks::render_report(&report, false));

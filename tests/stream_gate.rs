@@ -28,7 +28,12 @@ fn webhook(rx: &Receiver) -> String {
 }
 
 fn of<'a>(r: &'a Value, action: &str, outcome: &str) -> Vec<&'a Value> {
-    r["findings"].as_array().unwrap().iter().filter(|f| f["action"] == action && f["outcome"] == outcome).collect()
+    r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["action"] == action && f["outcome"] == outcome)
+        .collect()
 }
 
 /// Every finding the receiver got (200-answered requests only), with its delivery id.
@@ -156,7 +161,9 @@ impl Edit {
             Edit::Disabled => format!("sed -i 's/^enabled: true$/enabled: false/' {policy}"),
             Edit::DryRun => format!("sed -i 's/^mode: live$/mode: dry-run/' {policy}"),
             // A new exemption tag on every host: the gate reads tags from the fresh policy.
-            Edit::Excluded => format!("sed -i '/^      - /s/pid: /\"simian:exempt\": \"true\", pid: /' {policy}"),
+            Edit::Excluded => {
+                format!("sed -i '/^      - /s/pid: /\"simian:exempt\": \"true\", pid: /' {policy}")
+            }
         }
     }
 
@@ -198,7 +205,8 @@ fn round_with_edit(spec: &[Spec], target: impl Fn(&str, &str) -> String, monkeys
 fn assert_one_then_refused(r: &Value, action: &str, edit: Edit) {
     let done = of(r, action, "done");
     assert_eq!(done.len(), 1, "{edit:?}: exactly the first {action} happens: {r}");
-    let refused: Vec<&Value> = of(r, action, "skipped").into_iter().filter(|f| f["instance"].is_string()).collect();
+    let refused: Vec<&Value> =
+        of(r, action, "skipped").into_iter().filter(|f| f["instance"].is_string()).collect();
     assert_eq!(refused.len(), 2, "{edit:?}: the next two are refused: {r}");
     for f in refused {
         let msg = f["message"].as_str().unwrap();
@@ -208,7 +216,8 @@ fn assert_one_then_refused(r: &Value, action: &str, edit: Edit) {
 
 #[test]
 fn the_gate_refuses_the_next_chaos_kill_after_an_edit_made_during_the_first() {
-    let spec: &[Spec] = &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
+    let spec: &[Spec] =
+        &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
     for edit in Edit::ALL {
         let (mut fleet, r) = round_with_edit(
             spec,
@@ -261,7 +270,8 @@ fn doctor(extra: &str) -> String {
 
 #[test]
 fn the_gate_refuses_the_next_doctor_remediation_after_an_edit() {
-    let spec: &[Spec] = &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
+    let spec: &[Spec] =
+        &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
     for edit in Edit::ALL {
         let (mut fleet, r) = round_with_edit(
             spec,
@@ -276,7 +286,8 @@ fn the_gate_refuses_the_next_doctor_remediation_after_an_edit() {
 
 #[test]
 fn doctor_remediation_honours_max_kills_per_run_inside_its_own_round() {
-    let spec: &[Spec] = &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
+    let spec: &[Spec] =
+        &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
     let mut fleet = Fleet::start(spec);
     let monkeys = format!("{}  chaos:\n    schedule: \"0 0 1 1 *\"\n    max_kills_per_run: 1\n", doctor(""));
     let pol = fleet.write_policy_with(spec, "", &format!("    terminate: {KILL}\n"), &monkeys);
@@ -293,11 +304,14 @@ fn doctor_remediation_honours_max_kills_per_run_inside_its_own_round() {
 
 #[test]
 fn sigterm_during_the_first_slow_kill_stops_the_others() {
-    let spec: &[Spec] = &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
+    let spec: &[Spec] =
+        &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
     let mut fleet = Fleet::start(spec);
     let dir = fleet.dir.path().to_str().unwrap().to_string();
     // Each kill announces itself with a marker file, then takes 2 s.
-    let term = format!("[\"sh\", \"-c\", \"touch {dir}/started; kill -TERM \\\"$1\\\"; sleep 2\", \"sh\", \"{{tag:pid}}\"]");
+    let term = format!(
+        "[\"sh\", \"-c\", \"touch {dir}/started; kill -TERM \\\"$1\\\"; sleep 2\", \"sh\", \"{{tag:pid}}\"]"
+    );
     let pol = fleet.write_policy(spec, "", "", &term);
     let child = spawn_run(&pol);
     let marker = fleet.dir.path().join("started");

@@ -69,6 +69,24 @@ pub enum Mode {
     Live,
 }
 
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "dry-run" => Ok(Mode::DryRun),
+            "live" => Ok(Mode::Live),
+            other => Err(format!("unknown mode `{other}`")),
+        }
+    }
+}
+
 impl Mode {
     /// The name used in policies, reports and the store.
     pub fn as_str(self) -> &'static str {

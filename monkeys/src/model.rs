@@ -194,7 +194,7 @@ pub struct Report {
     /// Unique id of the run.
     pub run_id: String,
     /// `dry-run` or `live`: the mode the run actually had.
-    pub mode: String,
+    pub mode: Mode,
     /// The RNG seed; the same seed, inventory and history replay the decisions.
     pub seed: u64,
     /// Start, RFC 3339 in the policy's timezone.

@@ -120,7 +120,7 @@ pub fn plan(
         policy: policy.name.clone(),
         date: day,
         timezone: policy.tz.name().to_string(),
-        mode: policy.policy.mode.as_str().to_string(),
+        mode: policy.policy.mode,
         kill_switch: policy.kill_switch.as_ref().map(|k| k.display().to_string()),
         actions,
     }

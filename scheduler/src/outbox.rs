@@ -3,7 +3,7 @@
 //! A round's findings stream in as they are recorded and are sealed into messages at its flush points.
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
-use simian_config::LoadedPolicy;
+use simian_config::{LoadedPolicy, Mode};
 use simian_monkeys::Report;
 use simian_sinks::http::{DeliveryError, Poster};
 use simian_sinks::{Message, Sink};
@@ -47,8 +47,8 @@ pub fn enqueue(
 fn report_of(s: &Sealing, tz: chrono_tz::Tz, now: DateTime<Utc>, summary: Option<&Report>) -> Report {
     let local = |t: DateTime<Utc>| -> DateTime<FixedOffset> { t.with_timezone(&tz).fixed_offset() };
     let (run_id, seed, mode, started, finished) = match &s.run {
-        Some(r) => (r.run_id.clone(), r.seed, r.mode.clone(), r.started, r.finished.unwrap_or(now)),
-        None => (String::new(), 0, String::new(), now, now),
+        Some(r) => (r.run_id.clone(), r.seed, r.mode, r.started, r.finished.unwrap_or(now)),
+        None => (String::new(), 0, Mode::DryRun, now, now),
     };
     Report {
         run_id,

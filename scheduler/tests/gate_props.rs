@@ -37,7 +37,11 @@ impl Recorder {
 
     fn mutations(&self) -> Vec<(String, String)> {
         let calls = self.calls.lock().unwrap();
-        calls.iter().filter(|(w, _)| matches!(w.as_str(), "terminate" | "isolate" | "netem")).cloned().collect()
+        calls
+            .iter()
+            .filter(|(w, _)| matches!(w.as_str(), "terminate" | "isolate" | "netem"))
+            .cloned()
+            .collect()
     }
 }
 
@@ -72,11 +76,17 @@ impl Actuator for Recorder {
             ["tc", "qdisc", "show", ..] => {
                 self.record("read", inst);
                 let roots = self.roots.lock().unwrap();
-                out(roots.get(&inst.id).cloned().unwrap_or_else(|| "qdisc fq_codel 0: root refcnt 2\n".into()))
+                out(roots
+                    .get(&inst.id)
+                    .cloned()
+                    .unwrap_or_else(|| "qdisc fq_codel 0: root refcnt 2\n".into()))
             }
             ["tc", "qdisc", "add" | "replace", "dev", _, "root", "handle", handle, ..] => {
                 self.record("netem", inst);
-                self.roots.lock().unwrap().insert(inst.id.clone(), format!("qdisc netem {handle} root refcnt 2\n"));
+                self.roots
+                    .lock()
+                    .unwrap()
+                    .insert(inst.id.clone(), format!("qdisc netem {handle} root refcnt 2\n"));
                 out(String::new())
             }
             _ => {
@@ -242,8 +252,11 @@ fn a_kill_switch_made_by_the_first_netem_injection_refuses_the_second() {
     let hosts: Vec<Host> =
         (0..3).map(|g| Host { group: g, zone: 0, opted: true, exempt: false, canary: false }).collect();
     let stop = dir.path().join("STOP");
-    let text = policy_text(&hosts, Monkey::LatencyTc, true, false, 0)
-        .replacen("version: 1\n", &format!("version: 1\nkill_switch: {}\n", stop.display()), 1);
+    let text = policy_text(&hosts, Monkey::LatencyTc, true, false, 0).replacen(
+        "version: 1\n",
+        &format!("version: 1\nkill_switch: {}\n", stop.display()),
+        1,
+    );
     let load = || simian_config::load_str("p.yaml", &text, dir.path(), &|_| None).map_err(|e| e.to_string());
     let policy = load().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
@@ -252,7 +265,8 @@ fn a_kill_switch_made_by_the_first_netem_injection_refuses_the_second() {
     let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
     let mut store = Store::open(&policy.store_path).unwrap();
     let opts = RunOptions { seed: Some(1), ..Default::default() };
-    let report = rt.block_on(run_once(&policy, &opts, RunContext::new(&rec, inventory, &load), &mut store)).unwrap();
+    let report =
+        rt.block_on(run_once(&policy, &opts, RunContext::new(&rec, inventory, &load), &mut store)).unwrap();
     let injected: Vec<_> = rec.mutations();
     assert_eq!(injected.len(), 1, "{injected:?}");
     let refused: Vec<_> = report

@@ -30,7 +30,7 @@ fn report(id: &str, findings: usize) -> Message {
     };
     let report = Report {
         run_id: id.into(),
-        mode: "dry-run".into(),
+        mode: simian_monkeys::Mode::DryRun,
         seed: 1,
         started_at: now,
         finished_at: now,

@@ -54,7 +54,7 @@ pub(crate) fn report(findings: Vec<Finding>) -> Report {
     let t = DateTime::parse_from_rfc3339(STARTED_AT).unwrap();
     Report {
         run_id: "r1".into(),
-        mode: "live".into(),
+        mode: simian_monkeys::Mode::Live,
         seed: 42,
         started_at: t,
         finished_at: t,
@@ -104,7 +104,7 @@ pub(crate) fn announcement_of(actions: Vec<PlannedAction>) -> Message {
         policy: "nightly".into(),
         date: NaiveDate::from_ymd_opt(2026, 3, 10).unwrap(),
         timezone: "Europe/Berlin".into(),
-        mode: "dry-run".into(),
+        mode: simian_monkeys::Mode::DryRun,
         kill_switch: Some("/etc/simian/stop".into()),
         actions,
     })

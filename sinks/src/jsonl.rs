@@ -40,7 +40,7 @@ impl<'a> FindingLine<'a> {
             kind: "finding",
             policy,
             run_id: &r.run_id,
-            mode: &r.mode,
+            mode: r.mode.as_str(),
             seed: r.seed,
             started_at: r.started_at,
             finished_at: r.finished_at,

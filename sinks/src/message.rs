@@ -41,7 +41,7 @@ pub struct Announcement {
     /// The policy's timezone (IANA name).
     pub timezone: String,
     /// `dry-run` or `live`.
-    pub mode: String,
+    pub mode: simian_monkeys::Mode,
     /// Kill-switch file that stops everything, when the policy has one.
     #[serde(default)]
     pub kill_switch: Option<String>,

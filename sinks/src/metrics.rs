@@ -445,7 +445,7 @@ mod tests {
     fn report(findings: Vec<Finding>) -> Report {
         Report {
             run_id: "r1".into(),
-            mode: "live".into(),
+            mode: simian_monkeys::Mode::Live,
             seed: 7,
             started_at: DateTime::parse_from_rfc3339("2024-05-01T10:00:00+02:00").unwrap(),
             finished_at: DateTime::parse_from_rfc3339("2024-05-01T10:00:02.5+02:00").unwrap(),

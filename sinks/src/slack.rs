@@ -132,7 +132,7 @@ fn announcement_draft(a: &Announcement) -> Draft {
         ),
         None => "no kill switch is set for this policy: to object, ask its owners to stop simian".to_string(),
     };
-    let context = format!("policy `{}` · mode `{}` · {object}", escape(&a.policy), escape(&a.mode));
+    let context = format!("policy `{}` · mode `{}` · {object}", escape(&a.policy), a.mode);
     Draft { title, sections, context }
 }
 

@@ -14,7 +14,7 @@ pub struct HistoryRow {
     /// When it was recorded, in the policy's timezone.
     pub at: DateTime<FixedOffset>,
     /// The run's mode.
-    pub mode: String,
+    pub mode: simian_monkeys::Mode,
     /// The finding's fields, inline.
     #[serde(flatten)]
     pub finding: Finding,
@@ -120,7 +120,7 @@ pub fn render_history(rows: &[HistoryRow], color: bool) -> String {
     let rows: Vec<_> = rows
         .iter()
         .map(|h| {
-            let mut c = vec![h.at.format("%Y-%m-%d %H:%M:%S").to_string(), h.mode.clone()];
+            let mut c = vec![h.at.format("%Y-%m-%d %H:%M:%S").to_string(), h.mode.to_string()];
             c.extend(cells(&h.finding));
             (h.finding.outcome, c)
         })
@@ -166,7 +166,7 @@ mod tests {
         let row = HistoryRow {
             run_id: "r1".into(),
             at: fixtures::sample_report().started_at,
-            mode: "live".into(),
+            mode: simian_monkeys::Mode::Live,
             finding: fixtures::sample_report().findings[0].clone(),
         };
         let h = serde_json::to_value(row).unwrap();

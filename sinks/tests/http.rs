@@ -38,7 +38,7 @@ fn report(n: usize) -> Message {
         policy: "nightly".into(),
         report: Report {
             run_id: "run-1".into(),
-            mode: "live".into(),
+            mode: simian_monkeys::Mode::Live,
             seed: 42,
             started_at: t,
             finished_at: t,

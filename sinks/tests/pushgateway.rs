@@ -30,7 +30,7 @@ fn finding(monkey: MonkeyName, action: Action, outcome: Outcome) -> Finding {
 fn report(findings: Vec<Finding>) -> Report {
     Report {
         run_id: "run-1".into(),
-        mode: "live".into(),
+        mode: simian_monkeys::Mode::Live,
         seed: 1,
         started_at: DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z").unwrap(),
         finished_at: DateTime::parse_from_rfc3339("2024-05-01T10:00:03Z").unwrap(),

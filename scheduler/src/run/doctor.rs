@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use simian_config::{MonkeyName, Remediation};
 use simian_monkeys::doctor::{
-    self, HealthState, HealthStatus, HttpExpect, ProbeOutcome, ProcThresholds, SummaryBuilder, Transition,
+    self, HealthState, HttpExpect, ProbeOutcome, ProcThresholds, SummaryBuilder, Transition,
 };
 use simian_monkeys::{Action, Actuator, Finding, Instance, Outcome, Severity};
 use tracing::warn;
 
 use super::gate::{Journal, Refusal};
-use super::{exclusions, opt_in_for, Out, Round, RunError};
+use super::{exclusions, opt_in_for, summary_value, Out, Round, RunError};
 use crate::store::HealthRow;
 use simian_monkeys::eligibility::{eligibility, Eligibility};
 
@@ -31,20 +31,11 @@ struct Probe {
 }
 
 fn to_row(s: &HealthState) -> HealthRow {
-    HealthRow {
-        status: s.status.as_str().to_string(),
-        failures: s.consecutive_failures,
-        passes: s.consecutive_passes,
-    }
+    HealthRow { status: s.status, failures: s.consecutive_failures, passes: s.consecutive_passes }
 }
 
 fn from_row(r: &HealthRow) -> HealthState {
-    let status = match r.status.as_str() {
-        "healthy" => HealthStatus::Healthy,
-        "unhealthy" => HealthStatus::Unhealthy,
-        _ => HealthStatus::Unknown,
-    };
-    HealthState { status, consecutive_failures: r.failures, consecutive_passes: r.passes }
+    HealthState { status: r.status, consecutive_failures: r.failures, consecutive_passes: r.passes }
 }
 
 impl<A: Actuator> Round<'_, '_, A> {
@@ -141,7 +132,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             }
         }
         let s = summary.build();
-        self.summary.insert("doctor".into(), serde_json::to_value(&s).unwrap_or_default());
+        self.summary.insert("doctor".into(), summary_value(&s));
         if cfg.remediate == Remediation::Terminate {
             for inst in newly_unhealthy {
                 out.push(self.remediate(&inst).await?);

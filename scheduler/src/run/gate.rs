@@ -10,7 +10,7 @@ use simian_monkeys::{Actuator, Instance, Undo};
 use tracing::warn;
 
 use super::{effective_mode, exclusions, opt_in_for, run_guard, Round, RunError};
-use crate::store::Claim;
+use crate::store::{Claim, FaultKind};
 
 /// What the action will journal, claimed by the gate in the store.
 pub(crate) enum Journal<'u> {
@@ -23,8 +23,8 @@ pub(crate) enum Journal<'u> {
     },
     /// A reversible fault, with what undoes it and when it is due.
     Fault {
-        /// `isolate`, `netem`.
-        kind: &'static str,
+        /// What it is.
+        kind: FaultKind,
         /// How to undo it.
         undo: &'u Undo,
         /// When it is due to be reverted.

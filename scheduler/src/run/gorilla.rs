@@ -196,14 +196,17 @@ impl<A: Actuator> Round<'_, '_, A> {
             let expires = crate::clock::add(self.clock().now(), duration);
             // Journal first (in the gate): if simian dies between here and the restore, the next run or
             // `simian revert` undoes it.
-            let permit =
-                match self.gate(m, Some(v), Journal::Fault { kind: "isolate", undo: &undo, expires })? {
-                    Ok(p) => p,
-                    Err(why) => {
-                        out.push(Self::gorilla_refused(v, Action::Isolate, why));
-                        continue;
-                    }
-                };
+            let permit = match self.gate(
+                m,
+                Some(v),
+                Journal::Fault { kind: crate::store::FaultKind::Isolate, undo: &undo, expires },
+            )? {
+                Ok(p) => p,
+                Err(why) => {
+                    out.push(Self::gorilla_refused(v, Action::Isolate, why));
+                    continue;
+                }
+            };
             match self.act(&permit).isolate(v, &undo).await {
                 Ok(note) => {
                     if let Some(id) = permit.journal_id() {

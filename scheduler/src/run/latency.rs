@@ -285,24 +285,27 @@ impl<A: Actuator> Round<'_, '_, A> {
         };
         let undo = Undo::Netem { instance: v.clone(), interface: interface.clone(), handle: handle.clone() };
         // The gate journals first, so a crash from here on is undone by the next run or `simian revert`.
-        let permit =
-            match self.gate(M, Some(v), Journal::Fault { kind: "netem", undo: &undo, expires: deadline })? {
-                Ok(p) => p,
-                Err(why) => {
-                    let why = match why {
-                        Refusal::DryRun => "dry-run".to_string(),
-                        Refusal::Refused(why) => why,
-                    };
-                    return Ok(Err(Finding::about(
-                        M,
-                        Action::InjectLatency,
-                        Outcome::Skipped,
-                        Severity::Info,
-                        v,
-                        format!("guard re-check refused: {why}"),
-                    )));
-                }
-            };
+        let permit = match self.gate(
+            M,
+            Some(v),
+            Journal::Fault { kind: crate::store::FaultKind::Netem, undo: &undo, expires: deadline },
+        )? {
+            Ok(p) => p,
+            Err(why) => {
+                let why = match why {
+                    Refusal::DryRun => "dry-run".to_string(),
+                    Refusal::Refused(why) => why,
+                };
+                return Ok(Err(Finding::about(
+                    M,
+                    Action::InjectLatency,
+                    Outcome::Skipped,
+                    Severity::Info,
+                    v,
+                    format!("guard re-check refused: {why}"),
+                )));
+            }
+        };
         let d = details(&interface, netem, deadline);
         let actuator = self.act(&permit);
         let applied = async {

@@ -246,7 +246,7 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
     ) -> Result<Self, RunError> {
         let now = ctx.clock.now();
         let run_id = uuid::Uuid::new_v4().to_string();
-        store.begin_run(&run_id, seed, mode.as_str(), now)?;
+        store.begin_run(&run_id, seed, mode, now)?;
         info!(run_id = %run_id, seed, mode = mode.as_str(), "run started");
         Ok(Round { policy, opts, ctx, store, run_id, mode, now, kills: 0, summary: Default::default() })
     }
@@ -346,7 +346,7 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         let local = |t: DateTime<Utc>| t.with_timezone(&self.policy.tz).fixed_offset();
         let mut report = Report {
             run_id: self.run_id.clone(),
-            mode: self.mode.as_str().to_string(),
+            mode: self.mode,
             seed,
             started_at: local(self.now),
             finished_at: local(finished),
@@ -362,4 +362,10 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         report.findings = findings;
         Ok(report)
     }
+}
+
+/// A monkey's summary for the report; should encoding ever fail, the report says so instead of hiding it.
+pub(crate) fn summary_value(s: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(s)
+        .unwrap_or_else(|e| serde_json::json!({ "error": format!("cannot encode the summary: {e}") }))
 }

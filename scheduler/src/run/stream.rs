@@ -43,7 +43,7 @@ impl<'a> Out<'a> {
     /// Record one finding now.
     pub fn push(&mut self, f: Finding) {
         if self.failed.is_none() {
-            if let Err(e) = self.store.add_finding(&self.run_id, self.clock.now(), self.mode.as_str(), &f) {
+            if let Err(e) = self.store.add_finding(&self.run_id, self.clock.now(), self.mode, &f) {
                 error!(error = %crate::chain(&e), "cannot record a finding; the round stops at its next step");
                 self.failed = Some(e);
             }

@@ -75,7 +75,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             finding.details.insert("actual".into(), f.actual.clone());
             out.push(finding);
         }
-        let mut summary = serde_json::to_value(te::summary(&found)).unwrap_or_default();
+        let mut summary = super::summary_value(&te::summary(&found));
         if let Some(obj) = summary.as_object_mut() {
             obj.insert("checked".into(), read.len().into());
         }

@@ -6,6 +6,44 @@ use simian_monkeys::{Instance, MonkeyName, Undo};
 
 use super::{from_ms, ms, Store, StoreError};
 
+/// What kind of fault a journal row undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Chaos Gorilla cut an instance off the network.
+    Isolate,
+    /// Latency Monkey put a netem qdisc on an interface.
+    Netem,
+}
+
+impl FaultKind {
+    /// The name in the store and in findings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Isolate => "isolate",
+            FaultKind::Netem => "netem",
+        }
+    }
+
+    fn parse(s: &str) -> Option<FaultKind> {
+        [FaultKind::Isolate, FaultKind::Netem].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an open fault stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultState {
+    /// Journaled, maybe applied, maybe not (simian may have died in between): revert it anyway.
+    Intent,
+    /// Applied.
+    Active,
+}
+
 /// A reversible fault from the journal that has not been reverted yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenFault {
@@ -16,7 +54,7 @@ pub struct OpenFault {
     /// Monkey that applied it.
     pub monkey: MonkeyName,
     /// Kind of fault, e.g. `isolate`.
-    pub kind: String,
+    pub kind: FaultKind,
     /// Target of the instance.
     pub target: String,
     /// Instance id.
@@ -28,7 +66,7 @@ pub struct OpenFault {
     /// How to undo it.
     pub undo: Undo,
     /// `intent` (maybe applied, maybe not) or `active`.
-    pub state: String,
+    pub state: FaultState,
     /// When it is due to be reverted.
     pub expires: DateTime<Utc>,
     /// Last revert error, if a revert failed before.
@@ -42,13 +80,13 @@ impl Store {
         &self,
         run_id: &str,
         monkey: MonkeyName,
-        kind: &str,
+        kind: FaultKind,
         inst: &Instance,
         undo: &Undo,
         now: DateTime<Utc>,
         expires: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let undo = serde_json::to_string(undo).unwrap_or_default();
+        let undo = serde_json::to_string(undo).map_err(|e| self.encode(e))?;
         self.conn
             .execute(
                 "INSERT INTO faults (run_id, monkey, kind, target, instance, grp, zone, undo, state, created_ms, expires_ms)
@@ -56,7 +94,7 @@ impl Store {
                 params![
                     run_id,
                     monkey.as_str(),
-                    kind,
+                    kind.as_str(),
                     inst.target,
                     inst.id,
                     inst.group,
@@ -110,22 +148,28 @@ impl Store {
         let rows = stmt
             .query_map(params![limit], |r| {
                 // A row this simian cannot read is left for the simian that wrote it, never guessed at.
-                let (Ok(monkey), Ok(undo)) =
-                    (r.get::<_, String>(2)?.parse(), serde_json::from_str(&r.get::<_, String>(8)?))
-                else {
+                let (Ok(monkey), Ok(undo), Some(kind)) = (
+                    r.get::<_, String>(2)?.parse(),
+                    serde_json::from_str(&r.get::<_, String>(8)?),
+                    FaultKind::parse(&r.get::<_, String>(3)?),
+                ) else {
                     return Ok(None);
+                };
+                let state = match r.get::<_, String>(9)?.as_str() {
+                    "active" => FaultState::Active,
+                    _ => FaultState::Intent,
                 };
                 Ok(Some(OpenFault {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
                     monkey,
-                    kind: r.get(3)?,
+                    kind,
                     target: r.get(4)?,
                     instance: r.get(5)?,
                     group: r.get(6)?,
                     zone: r.get(7)?,
                     undo,
-                    state: r.get(9)?,
+                    state,
                     expires: from_ms(r.get(10)?),
                     error: r.get(11)?,
                 }))

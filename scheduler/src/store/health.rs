@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
+use simian_monkeys::doctor::HealthStatus;
+
 use super::{ms, Store, StoreError};
 
 /// Doctor's stored view of one instance: status and the current streaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HealthRow {
     /// `unknown`, `healthy` or `unhealthy`.
-    pub status: String,
+    pub status: HealthStatus,
     /// Consecutive failed checks.
     pub failures: u32,
     /// Consecutive passed checks.
@@ -29,7 +31,15 @@ impl Store {
             .query_map([], |r| {
                 Ok((
                     (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                    HealthRow { status: r.get(2)?, failures: r.get(3)?, passes: r.get(4)? },
+                    HealthRow {
+                        status: match r.get::<_, String>(2)?.as_str() {
+                            "healthy" => HealthStatus::Healthy,
+                            "unhealthy" => HealthStatus::Unhealthy,
+                            _ => HealthStatus::Unknown,
+                        },
+                        failures: r.get(3)?,
+                        passes: r.get(4)?,
+                    },
                 ))
             })
             .map_err(|e| self.wrap(e))?;
@@ -48,7 +58,7 @@ impl Store {
             .execute(
                 "INSERT INTO health (target, instance, status, failures, passes, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (target, instance) DO UPDATE SET status = ?3, failures = ?4, passes = ?5, updated_ms = ?6",
-                params![target, instance, row.status, row.failures, row.passes, ms(now)],
+                params![target, instance, row.status.as_str(), row.failures, row.passes, ms(now)],
             )
             .map(|_| ())
             .map_err(|e| self.wrap(e))

@@ -6,7 +6,7 @@ mod kills;
 mod outbox;
 mod runs;
 
-pub use faults::OpenFault;
+pub use faults::{FaultKind, FaultState, OpenFault};
 pub use health::HealthRow;
 pub use kills::Claim;
 pub use outbox::{host_name, owner_id, Backoff, OpenMessage, PendingDelivery, Sealing};
@@ -238,7 +238,7 @@ impl Store {
 mod tests {
     use super::*;
     use chrono::TimeDelta;
-    use simian_monkeys::{Action, Finding, Instance, MonkeyName, Outcome, Severity, Undo};
+    use simian_monkeys::{Action, Finding, Instance, Mode, MonkeyName, Outcome, Severity, Undo};
 
     fn inst(group: &str) -> Instance {
         Instance {
@@ -279,7 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("s.db")).unwrap();
         let now = Utc::now();
-        s.begin_run("r1", 1, "live", now).unwrap();
+        s.begin_run("r1", 1, Mode::Live, now).unwrap();
         let day = Some(TimeDelta::days(1));
         let Claim::Granted(id) = s.claim_kill("r1", &inst("web"), now, day).unwrap() else {
             panic!("first claim refused")
@@ -295,7 +295,7 @@ mod tests {
     fn concurrent_claims_grant_exactly_one() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.db");
-        Store::open(&p).unwrap().begin_run("r", 1, "live", Utc::now()).unwrap();
+        Store::open(&p).unwrap().begin_run("r", 1, Mode::Live, Utc::now()).unwrap();
         let granted: usize = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..8)
                 .map(|_| {
@@ -318,13 +318,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("s.db")).unwrap();
         let now = Utc::now();
-        s.begin_run("r", 1, "live", now).unwrap();
+        s.begin_run("r", 1, Mode::Live, now).unwrap();
         let undo = Undo::HostsCommand { instance: inst("web") };
         let a = s
             .journal_fault(
                 "r",
                 MonkeyName::Gorilla,
-                "isolate",
+                FaultKind::Isolate,
                 &inst("web"),
                 &undo,
                 now,
@@ -335,7 +335,7 @@ mod tests {
             .journal_fault(
                 "r",
                 MonkeyName::Gorilla,
-                "isolate",
+                FaultKind::Isolate,
                 &inst("api"),
                 &undo,
                 now,
@@ -345,8 +345,8 @@ mod tests {
         s.fault_applied(a).unwrap();
         let all = s.open_faults(None).unwrap();
         assert_eq!(
-            all.iter().map(|f| (f.id, f.state.as_str())).collect::<Vec<_>>(),
-            [(a, "active"), (b, "intent")]
+            all.iter().map(|f| (f.id, f.state)).collect::<Vec<_>>(),
+            [(a, FaultState::Active), (b, FaultState::Intent)]
         );
         assert_eq!(all[0].undo, undo);
         let due = s.open_faults(Some(now)).unwrap();
@@ -364,7 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("s.db")).unwrap();
         let t0 = Utc::now();
-        s.begin_run("r", 9, "dry-run", t0).unwrap();
+        s.begin_run("r", 9, Mode::DryRun, t0).unwrap();
         let f1 = Finding::run_level(MonkeyName::Chaos, Outcome::Skipped, Severity::Info, "first");
         let f2 = Finding::about(
             MonkeyName::Chaos,
@@ -374,13 +374,13 @@ mod tests {
             &inst("web"),
             "second",
         );
-        s.add_finding("r", t0, "dry-run", &f1).unwrap();
-        s.add_finding("r", t0 + TimeDelta::seconds(1), "dry-run", &f2).unwrap();
+        s.add_finding("r", t0, Mode::DryRun, &f1).unwrap();
+        s.add_finding("r", t0 + TimeDelta::seconds(1), Mode::DryRun, &f2).unwrap();
         let h = s.history(t0 - TimeDelta::days(1)).unwrap();
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].finding, f2);
         assert_eq!(h[1].finding, f1);
-        assert_eq!(h[0].mode, "dry-run");
+        assert_eq!(h[0].mode, Mode::DryRun);
         assert!(s.history(t0 + TimeDelta::days(1)).unwrap().is_empty());
     }
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use simian_monkeys::{Action, Finding, MonkeyName, Outcome, Severity};
+use simian_monkeys::{Action, Finding, Mode, MonkeyName, Outcome, Severity};
 
 use super::{from_ms, ms, Store, StoreError};
 
@@ -14,7 +14,7 @@ pub struct HistoryEntry {
     /// When it was recorded.
     pub at: DateTime<Utc>,
     /// The run's mode.
-    pub mode: String,
+    pub mode: Mode,
     /// The finding.
     pub finding: Finding,
 }
@@ -26,8 +26,8 @@ pub struct RunRow {
     pub run_id: String,
     /// Its RNG seed.
     pub seed: u64,
-    /// `live` or `dry-run`.
-    pub mode: String,
+    /// The run's mode.
+    pub mode: Mode,
     /// When it started.
     pub started: DateTime<Utc>,
     /// When it finished; `None` while it runs (or if it was killed).
@@ -42,7 +42,8 @@ pub(super) fn run_row(conn: &Connection, run_id: &str) -> rusqlite::Result<Optio
             Ok(RunRow {
                 run_id: r.get(0)?,
                 seed: r.get::<_, String>(1)?.parse().unwrap_or_default(),
-                mode: r.get(2)?,
+                // An unknown mode (a newer simian) reads as dry-run: the safe side for anything shown.
+                mode: r.get::<_, String>(2)?.parse().unwrap_or(Mode::DryRun),
                 started: from_ms(r.get(3)?),
                 finished: r.get::<_, Option<i64>>(4)?.map(from_ms),
             })
@@ -70,13 +71,13 @@ impl Store {
         &self,
         run_id: &str,
         seed: u64,
-        mode: &str,
+        mode: Mode,
         started: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO runs (id, seed, mode, started_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, seed.to_string(), mode, ms(started)],
+                params![run_id, seed.to_string(), mode.as_str(), ms(started)],
             )
             .map(|_| ())
             .map_err(|e| self.wrap(e))
@@ -97,7 +98,7 @@ impl Store {
         &mut self,
         run_id: &str,
         at: DateTime<Utc>,
-        mode: &str,
+        mode: Mode,
         f: &Finding,
     ) -> Result<(), StoreError> {
         let details = if f.details.is_empty() {
@@ -131,8 +132,8 @@ impl Store {
             params![
                 run_id,
                 ms(at),
-                mode,
-                mode != "live",
+                mode.as_str(),
+                mode == Mode::DryRun,
                 f.monkey.as_str(),
                 f.action.as_str(),
                 f.outcome.as_str(),
@@ -185,7 +186,8 @@ impl Store {
         let rows = stmt
             .query_map(params![ms(since)], |r| {
                 let Some(finding) = row_finding(r, 3)? else { return Ok(None) };
-                Ok(Some(HistoryEntry { run_id: r.get(0)?, at: from_ms(r.get(1)?), mode: r.get(2)?, finding }))
+                let mode = r.get::<_, String>(2)?.parse().unwrap_or(Mode::DryRun);
+                Ok(Some(HistoryEntry { run_id: r.get(0)?, at: from_ms(r.get(1)?), mode, finding }))
             })
             .map_err(|e| self.wrap(e))?;
         let mut out = Vec::new();
