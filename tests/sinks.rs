@@ -172,9 +172,12 @@ fn receiver_down_for_two_runs_then_up_gets_every_finding_exactly_once() {
 fn slack_min_severity_filters_and_announce_posts_the_plan() {
     let fleet = Fleet::start(SPEC);
     let rx = Receiver::start();
-    // A timezone whose local day does not end in the next minute, so "the rest of today" is not empty.
-    let utc_now = chrono::Utc::now();
-    let tz = if utc_now.format("%H:%M").to_string().as_str() >= "23:50" { "Etc/GMT-2" } else { "UTC" };
+    // A fixed-offset zone where it is about noon now, whatever the hour this test runs at: "the rest of
+    // today" then always holds ~12 hours of per-minute fires. (Etc/GMT-N is UTC+N.)
+    #[allow(clippy::disallowed_methods)] // picks the zone; the binary reads its own clock
+    let hour = chrono::Timelike::hour(&chrono::Utc::now()) as i32;
+    let offset = 12 - hour; // -11 ..= 12
+    let tz = if offset >= 0 { format!("Etc/GMT-{offset}") } else { format!("Etc/GMT+{}", -offset) };
     let top = format!(
         "timezone: {tz}\nkill_switch: STOP\nsinks:\n  - {{ type: slack, webhook_url: \"${{SLACK_WEBHOOK_URL}}\", min_severity: warning, announce: 30m }}\n"
     );

@@ -16,27 +16,45 @@ const MAX_LISTED: usize = 50;
 /// The monkeys that change something (the others only observe and are not announced).
 const ACTING: [MonkeyName; 3] = [MonkeyName::Chaos, MonkeyName::Gorilla, MonkeyName::Latency];
 
-/// Every fire of an enabled acting monkey on local `day`, inside the calendar, in time order.
+/// Every fire of an enabled acting monkey on local `day`, inside the calendar, in time order. The day is
+/// walked by time, from its first local instant to its last (23 or 25 hours on DST days), so a
+/// `* * * * *` schedule lists all of its 1,440 fires, not a fixed count from some earlier instant.
 pub fn fires_on(policy: &LoadedPolicy, day: NaiveDate) -> Vec<(MonkeyName, DateTime<Utc>)> {
     let cal = Calendar::new(policy.tz, policy.calendar.clone());
-    let Some(start) = day.and_hms_opt(0, 0, 0) else { return Vec::new() };
-    // The UTC instant just before local midnight; DST days are covered by filtering on the local date.
-    let from = start.and_utc() - TimeDelta::hours(15);
+    let (Some(start), Some(end)) =
+        (local_midnight(policy, day), day.succ_opt().and_then(|d| local_midnight(policy, d)))
+    else {
+        return Vec::new();
+    };
+    // One second before midnight, so a fire at 00:00 counts; the date filter keeps the day exact.
+    let after = start - TimeDelta::seconds(1);
     let mut out = Vec::new();
     for (m, cron) in &policy.schedules {
         if !ACTING.contains(m) || !monkey_enabled(policy, *m) {
             continue;
         }
-        for at in cal.next_fires(cron, from, 24 * 60 + 120) {
-            match at.date_naive().cmp(&day) {
-                std::cmp::Ordering::Less => continue,
-                std::cmp::Ordering::Equal => out.push((*m, at.with_timezone(&Utc))),
-                std::cmp::Ordering::Greater => break,
+        for at in cal.fires_between(cron, after, end) {
+            if at.date_naive() == day {
+                out.push((*m, at.with_timezone(&Utc)));
             }
         }
     }
     out.sort_by_key(|(m, at)| (*at, *m));
     out
+}
+
+/// The first instant of local `day` (midnight, or the first instant after a DST gap at midnight).
+fn local_midnight(policy: &LoadedPolicy, day: NaiveDate) -> Option<DateTime<Utc>> {
+    use chrono::TimeZone;
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    // A zone that skips midnight (a DST gap) starts its day at the first instant after the gap.
+    (0..=180).find_map(|m| {
+        policy
+            .tz
+            .from_local_datetime(&(midnight + TimeDelta::minutes(m)))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    })
 }
 
 /// When the day's plan is due for a sink with lead `lead`: `(day, announce at, first action)` for the
@@ -236,5 +254,54 @@ mod tests {
         );
         assert_eq!(a.actions[0].at.to_rfc3339(), "2026-07-01T10:00:00+02:00");
         assert_eq!(a.timezone, "Europe/Berlin");
+    }
+
+    fn every_minute(tz: &str) -> LoadedPolicy {
+        let text = format!("version: 1\ntimezone: {tz}\nmonkeys:\n  chaos:\n    schedule: \"* * * * *\"\n");
+        match simian_config::load_str("p.yaml", &text, Path::new("/tmp"), &|_| None) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn an_every_minute_day_is_walked_to_its_end() {
+        let p = every_minute("UTC");
+        let day = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap_or_default();
+        let f = fires_on(&p, day);
+        assert_eq!(f.len(), 1440);
+        assert_eq!(f[0].1, utc("2026-07-01T00:00:00Z"));
+        assert_eq!(f[1439].1, utc("2026-07-01T23:59:00Z"));
+    }
+
+    #[test]
+    fn dst_days_have_23_and_25_hours_of_fires() {
+        let p = every_minute("Europe/Berlin");
+        let spring = NaiveDate::from_ymd_opt(2026, 3, 29).unwrap_or_default();
+        let autumn = NaiveDate::from_ymd_opt(2026, 10, 25).unwrap_or_default();
+        assert_eq!(fires_on(&p, spring).len(), 1380);
+        // The repeated hour fires once (the earlier instant), as the calendar documents.
+        assert_eq!(fires_on(&p, autumn).len(), 1440);
+        let last = fires_on(&p, autumn).last().map(|(_, at)| *at);
+        assert_eq!(last, Some(utc("2026-10-25T22:59:00Z")), "23:59 CET");
+    }
+
+    #[test]
+    fn the_plan_at_17_utc_still_lists_the_rest_of_the_day() {
+        let p = every_minute("UTC");
+        let day = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap_or_default();
+        let web = Instance {
+            target: "lab".into(),
+            id: "web-1".into(),
+            address: None,
+            group: "web".into(),
+            zone: None,
+            region: None,
+            url: None,
+            tags: [("simian:opt-in".to_string(), "true".to_string())].into(),
+        };
+        let a = plan(&p, &[web], day, utc("2026-07-01T17:00:00Z"));
+        assert!(!a.actions.is_empty(), "at 17:00 the day still has 7 hours of fires");
+        assert!(a.actions.iter().all(|x| x.at >= utc("2026-07-01T17:00:00Z")));
     }
 }

@@ -86,6 +86,16 @@ impl Calendar {
         self.fires(cron, after, None, n)
     }
 
+    /// Every fire in `(after, until]`, inside the calendar, in order (bounded like every walk here).
+    pub fn fires_between(
+        &self,
+        cron: &Cron,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Vec<DateTime<Tz>> {
+        self.fires(cron, after, Some(until), usize::MAX)
+    }
+
     /// Mean gap between fires inside the calendar: the 28 days after `from` divided by the number
     /// of fires in `(from, from + 28 days]` — the long-run mean of consecutive gaps, without the bias
     /// of where the sample starts (`0 10 * * *` on `mon-fri` gives 1.4 days). `None` with fewer
