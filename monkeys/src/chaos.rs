@@ -59,7 +59,9 @@ pub enum Decision {
 ///
 /// Every group consumes the same two draws from `rng` whatever is decided, so a change in one
 /// group's history never shifts another group's choice: the same seed, inventory and history
-/// give the same decisions.
+/// give the same decisions. When more groups would lose an instance than `max_kills_per_run`
+/// allows, which of them do is drawn afterwards from the same `rng` (uniformly, without
+/// replacement): a limit below the number of groups never spends itself on the same groups.
 pub fn plan<R: Rng>(
     eligible: &BTreeMap<GroupKey, Vec<Instance>>,
     last_live_kill: &BTreeMap<GroupKey, DateTime<Utc>>,
@@ -67,7 +69,6 @@ pub fn plan<R: Rng>(
     now: DateTime<Utc>,
     rng: &mut R,
 ) -> Vec<Decision> {
-    let mut kills = 0u32;
     let mut out = Vec::new();
     for (key, members) in eligible {
         if members.is_empty() {
@@ -75,12 +76,6 @@ pub fn plan<R: Rng>(
         }
         let roll: f64 = rng.random();
         let pick = rng.random_range(0..members.len());
-        if let Some(limit) = params.max_kills_per_run {
-            if kills >= limit {
-                out.push(Decision::LimitReached { group: key.clone(), limit });
-                continue;
-            }
-        }
         if roll >= params.probability {
             out.push(Decision::NotChosen { group: key.clone(), roll, probability: params.probability });
             continue;
@@ -91,8 +86,28 @@ pub fn plan<R: Rng>(
                 continue;
             }
         }
-        kills += 1;
         out.push(Decision::Kill { victim: members[pick].clone(), eligible: members.len() });
+    }
+    if let Some(limit) = params.max_kills_per_run {
+        let kills: Vec<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| matches!(d, Decision::Kill { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        if kills.len() > limit as usize {
+            let keep: std::collections::BTreeSet<usize> =
+                rand::seq::index::sample(rng, kills.len(), limit as usize)
+                    .into_iter()
+                    .map(|k| kills[k])
+                    .collect();
+            for i in kills.into_iter().filter(|i| !keep.contains(i)) {
+                if let Decision::Kill { victim, .. } = &out[i] {
+                    let group = (victim.target.clone(), victim.group.clone());
+                    out[i] = Decision::LimitReached { group, limit };
+                }
+            }
+        }
     }
     out
 }
@@ -235,6 +250,54 @@ mod tests {
             }
             if let Some(l) = limit { prop_assert!(kills <= l); }
             if p == 0.0 { prop_assert_eq!(kills, 0); }
+        }
+    }
+
+    #[test]
+    fn a_limit_below_the_groups_is_spread_over_every_group_by_the_seed() {
+        let inv: Vec<Instance> = (0..5).map(|g| inst(&format!("i{g}"), &format!("g{g}"), &[IN])).collect();
+        let part = partition(&inv, &default_opt_in, &Exclusions::new(&ExcludeConfig::default()).unwrap());
+        let params =
+            ChaosParams { probability: 1.0, min_time_between_kills: None, max_kills_per_run: Some(1) };
+        let mut hits: BTreeMap<String, usize> = BTreeMap::new();
+        for seed in 0..400u64 {
+            let d = plan(
+                &part.eligible,
+                &BTreeMap::new(),
+                &params,
+                Utc::now(),
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            );
+            let killed: Vec<&Instance> = d
+                .iter()
+                .filter_map(|d| match d {
+                    Decision::Kill { victim, .. } => Some(victim),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(killed.len(), 1);
+            *hits.entry(killed[0].group.clone()).or_default() += 1;
+        }
+        // 400 draws over 5 groups: 80 each on average; 40..=120 is > 6 standard deviations wide.
+        assert_eq!(hits.len(), 5, "{hits:?}");
+        assert!(hits.values().all(|n| (40..=120).contains(n)), "{hits:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn the_limit_holds_and_the_seed_replays(groups in 1usize..12, limit in 0u32..6, p in 0.0f64..=1.0, seed: u64) {
+            let inv: Vec<Instance> = (0..groups).map(|g| inst(&format!("i{g}"), &format!("g{g:02}"), &[IN])).collect();
+            let part = partition(&inv, &default_opt_in, &Exclusions::new(&ExcludeConfig::default()).unwrap());
+            let params = ChaosParams { probability: p, min_time_between_kills: None, max_kills_per_run: Some(limit) };
+            let now = Utc::now();
+            let a = plan(&part.eligible, &BTreeMap::new(), &params, now, &mut ChaCha8Rng::seed_from_u64(seed));
+            let b = plan(&part.eligible, &BTreeMap::new(), &params, now, &mut ChaCha8Rng::seed_from_u64(seed));
+            prop_assert_eq!(&a, &b);
+            let kills = a.iter().filter(|d| matches!(d, Decision::Kill { .. })).count();
+            let won = a.iter().filter(|d| matches!(d, Decision::Kill { .. } | Decision::LimitReached { .. })).count();
+            prop_assert!(kills <= limit as usize);
+            prop_assert_eq!(kills, won.min(limit as usize), "the limit is spent while groups that won remain");
+            prop_assert_eq!(a.len(), groups, "one decision per group, in group order");
         }
     }
 }
