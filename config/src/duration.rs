@@ -23,6 +23,9 @@ impl Duration {
     }
 }
 
+/// The longest duration a policy may write: 100 years.
+const MAX_MILLIS: u64 = 100 * 365_250 * 86_400;
+
 /// Why a duration did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -72,6 +75,10 @@ impl std::str::FromStr for Duration {
         }
         if !digits.is_empty() {
             return Err(err("a number without a unit"));
+        }
+        // Nothing in a policy needs more; beyond it, date arithmetic could overflow.
+        if total > MAX_MILLIS {
+            return Err(err("more than 100 years (5218w)"));
         }
         Ok(Duration(std::time::Duration::from_millis(total)))
     }
@@ -180,6 +187,19 @@ mod tests {
             let d: Duration = s.parse().unwrap();
             let again: Duration = d.to_string().parse().unwrap();
             assert_eq!(d, again, "{s}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_errs_and_never_overflows_chrono(text in "[0-9a-z]{0,24}", n in proptest::num::u64::ANY, unit in "(ms|s|m|h|d|w)") {
+            for t in [text, format!("{n}{unit}")] {
+                if let Ok(d) = t.parse::<Duration>() {
+                    let now = chrono::DateTime::<chrono::Utc>::from_timestamp(4_102_444_800, 0).unwrap_or_default();
+                    proptest::prop_assert!(now.checked_add_signed(d.chrono()).is_some(), "{t}");
+                    proptest::prop_assert!(d.std() <= std::time::Duration::from_millis(super::MAX_MILLIS));
+                }
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::schema::{
 };
 use crate::structural::closest;
 use crate::template;
-use crate::MonkeyName;
+use crate::{Duration, MonkeyName};
 
 /// What a policy resolves to besides itself.
 #[derive(Debug, Clone)]
@@ -80,6 +80,49 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (
 }
 
 /// Unique names, usable URLs (never echoed: they may carry tokens), sane `announce` leads.
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+/// Upper bounds of durations: a fault held for weeks, a timeout of days or a spacing of decades is a typo,
+/// and no bound lets date arithmetic overflow at run time.
+mod bound {
+    use super::{DAY, HOUR, MINUTE};
+    /// A Gorilla isolation.
+    pub const GORILLA_DURATION: u64 = 7 * DAY;
+    /// A Latency fault.
+    pub const LATENCY_DURATION: u64 = DAY;
+    /// The netem dead-man switch's grace after the fault's end.
+    pub const LATENCY_GRACE: u64 = HOUR;
+    /// Added delay or jitter.
+    pub const LATENCY_DELAY: u64 = MINUTE;
+    /// Chaos Monkey's spacing and mean time between kills.
+    pub const KILL_SPACING: u64 = 366 * DAY;
+    /// Command, probe and connect timeouts.
+    pub const TIMEOUT: u64 = HOUR;
+    /// How long ssh keeps an idle shared connection; 10-18's tolerated skew.
+    pub const LONG: u64 = DAY;
+}
+
+/// The located error for a duration above `max_secs`, naming the bound.
+fn at_most(d: Option<Duration>, max_secs: u64, path: Vec<Seg>, issues: &mut Vec<Issue>) {
+    let Some(d) = d else { return };
+    if d.std() > std::time::Duration::from_secs(max_secs) {
+        let max = Duration(std::time::Duration::from_secs(max_secs));
+        let name = path.iter().rev().find_map(|s| match s {
+            Seg::Key(k) => Some(k.to_string()),
+            Seg::Index(_) => None,
+        });
+        issues.push(
+            Issue::at(
+                path,
+                format!("`{}: {d}` is too long; at most {max} is allowed", name.unwrap_or_default()),
+            )
+            .hint(format!("give a duration up to {max}")),
+        );
+    }
+}
+
 fn sinks(policy: &Policy, issues: &mut Vec<Issue>) {
     if policy.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         issues.push(
@@ -373,6 +416,7 @@ fn hosts_target(h: &HostsTarget, base: &[Seg], issues: &mut Vec<Issue>) {
     if h.timeout.is_some_and(|t| t.std().is_zero()) {
         issues.push(Issue::at(at(&[key("timeout")]), "the timeout must be longer than 0s"));
     }
+    at_most(h.timeout, bound::TIMEOUT, at(&[key("timeout")]), issues);
     if let Some(o) = &h.opt_in {
         if o.tag.is_empty() {
             issues.push(Issue::at(at(&[key("opt_in"), key("tag")]), "the opt-in tag must not be empty"));
@@ -578,6 +622,8 @@ fn ssh_executor(ssh: &SshExecutorConfig, base: &[Seg], issues: &mut Vec<Issue>) 
             issues.push(issue);
         }
     }
+    at_most(ssh.connect_timeout, bound::TIMEOUT, at("connect_timeout"), issues);
+    at_most(ssh.control_persist, bound::LONG, at("control_persist"), issues);
     if ssh.connect_timeout.is_some_and(|t| t.std().is_zero()) {
         issues.push(Issue::at(at("connect_timeout"), "the ssh connect timeout must be longer than 0s"));
     }
@@ -706,6 +752,7 @@ fn doctor(d: &DoctorConfig, targets: &[TargetConfig], base: &[Seg], issues: &mut
     if d.timeout.is_some_and(|t| t.std().is_zero()) {
         issues.push(Issue::at(at("timeout"), "the probe timeout must be longer than 0s"));
     }
+    at_most(d.timeout, bound::TIMEOUT, at("timeout"), issues);
     if d.concurrency == 0 {
         issues.push(Issue::at(at("concurrency"), "concurrency must be at least 1"));
     }
@@ -758,6 +805,7 @@ fn ten_eighteen(t: &TenEighteenConfig, base: &[Seg], issues: &mut Vec<Issue>) {
             ));
         }
     }
+    at_most(t.max_clock_skew, bound::LONG, at(&[key("max_clock_skew")]), issues);
     if t.max_clock_skew.is_some_and(|d| d.std().is_zero()) {
         issues.push(Issue::at(at(&[key("max_clock_skew")]), "max_clock_skew must be longer than 0s"));
     }
@@ -796,6 +844,10 @@ fn latency(l: &LatencyConfig, base: &[Seg], issues: &mut Vec<Issue>) {
     if l.duration.is_some_and(|d| d.std().is_zero()) {
         issues.push(Issue::at(at("duration"), "the latency duration must be longer than 0s"));
     }
+    at_most(l.duration, bound::LATENCY_DURATION, at("duration"), issues);
+    at_most(l.grace, bound::LATENCY_GRACE, at("grace"), issues);
+    at_most(l.delay, bound::LATENCY_DELAY, at("delay"), issues);
+    at_most(l.jitter, bound::LATENCY_DELAY, at("jitter"), issues);
     if l.hosts_per_group == 0 {
         issues.push(Issue::at(at("hosts_per_group"), "hosts_per_group must be at least 1"));
     }
@@ -870,6 +922,7 @@ fn gorilla(
         }
         (GorillaAction::Isolate, _) | (GorillaAction::Terminate, None) => {}
     }
+    at_most(g.duration, bound::GORILLA_DURATION, at("duration"), issues);
     // Isolating needs a target that can isolate: aws_ec2 swaps security groups, hosts run `isolate`. A hosts
     // target without the commands is reported when the gorilla acts on it; a fleet with none is an error now.
     let can_isolate = |t: &TargetConfig| match t {
@@ -920,6 +973,8 @@ fn chaos(c: &ChaosConfig, base: &[Seg], issues: &mut Vec<Issue>) {
             ));
         }
     }
+    at_most(c.mean_time_between_kills, bound::KILL_SPACING, at("mean_time_between_kills"), issues);
+    at_most(c.min_time_between_kills, bound::KILL_SPACING, at("min_time_between_kills"), issues);
 }
 
 #[cfg(test)]

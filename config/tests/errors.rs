@@ -244,8 +244,15 @@ fn no_panic_on_odd_input() {
         "\t",
     ] {
         let out = errors(text, &[]);
-        assert!(!out.is_empty(), "{text}");
-        eprintln!("{text:?} =>\n{out}");
+        // Each is rejected, and every line names the file and a location (or the file, for a document
+        // that is not YAML at all).
+        // A monkey set to null is simply not configured, and a YAML tag on a string is ignored: the two
+        // inputs here that load.
+        let loads = ["version: 1\nmonkeys:\n  chaos: ~\n", "version: 1\nstore: !tagged x\n"].contains(&text);
+        assert_eq!(out == "ok", loads, "{text:?}: {out}");
+        for line in out.lines().filter(|l| !loads && !l.starts_with("  ")) {
+            assert!(line.starts_with("policy.yaml:"), "{text:?}: `{line}` has no location");
+        }
     }
 }
 
@@ -467,4 +474,26 @@ sinks:
     assert_eq!(p.name, "policy");
     assert_eq!(p.policy.sinks[1].name(), "audit");
     assert!(!format!("{:?}", p.policy).contains("T0KEN"), "Debug must redact secrets");
+}
+
+#[test]
+fn huge_durations_are_refused_with_the_bound() {
+    let text = "version: 1\nmonkeys:\n  gorilla:\n    zone: a\n    duration: 20000000w\n  latency:\n    delay: 100ms\n    duration: 15000000w\n";
+    let out = errors(text, &[]);
+    assert!(out.contains("policy.yaml:5:15"), "{out}");
+    assert!(out.contains("more than 100 years"), "{out}");
+    assert!(out.contains("policy.yaml:8:15"), "{out}");
+    let text = "version: 1\nmonkeys:\n  gorilla:\n    zone: a\n    duration: 8d\n  latency:\n    delay: 100ms\n    duration: 2d\n    grace: 2h\n  chaos:\n    min_time_between_kills: 400d\n";
+    let out = errors(text, &[]);
+    for want in [
+        "policy.yaml:5:15: `duration: 1w1d` is too long; at most 1w is allowed",
+        "policy.yaml:8:15: `duration: 2d` is too long; at most 1d is allowed",
+        "policy.yaml:9:12: `grace: 2h` is too long; at most 1h is allowed",
+        "policy.yaml:11:29: `min_time_between_kills: 57w1d` is too long; at most 52w2d is allowed",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in:\n{out}");
+    }
+    let at_bound =
+        "version: 1\nmonkeys:\n  gorilla:\n    schedule: \"0 11 * * wed\"\n    zone: a\n    duration: 7d\n";
+    assert_eq!(errors(at_bound, &[]), "ok");
 }
