@@ -3,19 +3,15 @@
 //! request, and on shutdown reverts every active fault and flushes the outbox.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
 use simian_config::{LoadedPolicy, MonkeyName};
 use simian_monkeys::Report;
-use simian_sinks::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+use simian_sinks::metrics::Metrics;
 use simian_sinks::Message;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -24,14 +20,13 @@ use tracing::{error, info, warn};
 
 use crate::calendar::Calendar;
 use crate::engine::Engine;
+use crate::http::HttpState;
 use crate::run::RunOptions;
 use crate::service;
 use crate::store::{Store, StoreError};
 
 /// The longest the loop sleeps: wall-clock jumps, announcements and outbox retries are noticed this fast.
 const TICK: Duration = Duration::from_secs(30);
-/// `/healthz` fails when the loop has not ticked for this long.
-const STALE_AFTER_SECS: i64 = 150;
 /// On shutdown, rounds get this long to revert their faults before the journal-wide revert.
 const ROUNDS_GRACE: Duration = Duration::from_secs(15);
 /// On shutdown, the outbox flush gets this long.
@@ -107,13 +102,10 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         if let Some(f) = opts.on_listen.take() {
             f(bound);
         }
-        let state = HttpState {
-            metrics: metrics.clone(),
-            heartbeat: heartbeat.clone(),
-            clock: opts.clock.clone(),
-            store_path: policy.store_path.clone(),
-        };
-        tokio::spawn(serve(listener, Arc::new(state), opts.shutdown.clone()));
+        let state =
+            HttpState::new(metrics.clone(), heartbeat.clone(), opts.clock.clone(), policy.store_path.clone());
+        let cap = crate::http::connection_cap();
+        tokio::spawn(crate::http::serve(listener, Arc::new(state), cap, opts.shutdown.clone()));
     }
     let engine = Arc::new(Engine::new(policy.clone(), opts.clock.clone()).with_metrics(metrics.clone()));
     // What a killed predecessor left undelivered goes out first.
@@ -291,75 +283,5 @@ impl Daemon {
             Ok(Err(e)) => warn!(error = %crate::chain(&e), "cannot flush the outbox"),
             Err(_) => warn!("outbox flush timed out; the next start delivers the rest"),
         }
-    }
-}
-
-/// What the HTTP handlers read.
-struct HttpState {
-    metrics: Arc<Metrics>,
-    heartbeat: Arc<AtomicI64>,
-    clock: Arc<dyn Clock>,
-    /// Gauges are read from the store at scrape time: a fault held by a running round counts at once.
-    store_path: std::path::PathBuf,
-}
-
-async fn serve(listener: tokio::net::TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &state)) }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await {
-                tracing::debug!(error = %e, "metrics connection ended");
-            }
-        });
-    }
-}
-
-fn handle<B>(req: &Request<B>, state: &HttpState) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, ctype: &str, body: String| {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        if let Ok(v) = ctype.parse() {
-            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-        }
-        r
-    };
-    match (req.method(), req.uri().path()) {
-        (&hyper::Method::GET, "/metrics") => {
-            if let Err(e) =
-                Store::open(&state.store_path).and_then(|s| service::refresh_gauges(&state.metrics, &s))
-            {
-                warn!(error = %e, "cannot refresh gauges from the store");
-            }
-            reply(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, state.metrics.encode())
-        }
-        (&hyper::Method::GET, "/healthz") => {
-            let age = state.clock.now().timestamp() - state.heartbeat.load(Ordering::Relaxed);
-            if age <= STALE_AFTER_SECS {
-                reply(StatusCode::OK, "text/plain", "ok\n".into())
-            } else {
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    format!("scheduler loop stalled for {age}s\n"),
-                )
-            }
-        }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics or /healthz\n".into()),
     }
 }

@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod clock;
 pub mod daemon;
 pub mod engine;
+pub mod http;
 pub mod outbox;
 pub mod run;
 pub mod service;

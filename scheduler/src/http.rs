@@ -1,0 +1,172 @@
+//! The daemon's HTTP face: `/metrics` and `/healthz`, hardened for a shared host — a cap on connections
+//! derived from the descriptor limit (so the store, executors and reverts always have descriptors left),
+//! a header-read timeout and a bound on each connection's life, and no store work on the async workers:
+//! `/healthz` reads only the loop's heartbeat, `/metrics` refreshes its gauges on a blocking thread with a
+//! short deadline.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use simian_sinks::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::store::Store;
+
+/// `/healthz` fails when the loop has not ticked for this long.
+const STALE_AFTER_SECS: i64 = 150;
+/// Descriptors kept free for the store, executors, sinks and reverts, whatever the HTTP load.
+const FD_RESERVE: u64 = 256;
+/// Never more connections than this, however high the descriptor limit.
+const MAX_CONNECTIONS: u64 = 512;
+/// A client must send its request headers within this long (also the wait for the next keep-alive request).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// No connection lives longer than this (a scrape takes milliseconds).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// `/metrics` waits this long for the store's gauges, then serves the last values.
+const GAUGE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// What the handlers read.
+pub struct HttpState {
+    /// The daemon's metrics.
+    pub metrics: Arc<Metrics>,
+    /// The loop's last tick (unix seconds).
+    pub heartbeat: Arc<AtomicI64>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Gauges are read from the store at scrape time: a fault held by a running round counts at once.
+    pub store_path: PathBuf,
+    /// A gauge refresh is running (others serve the last values instead of queueing on the store).
+    refreshing: Arc<AtomicBool>,
+}
+
+impl HttpState {
+    /// The state for a daemon.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        heartbeat: Arc<AtomicI64>,
+        clock: Arc<dyn Clock>,
+        store_path: PathBuf,
+    ) -> Self {
+        HttpState { metrics, heartbeat, clock, store_path, refreshing: Arc::new(AtomicBool::new(false)) }
+    }
+}
+
+/// Raise the soft descriptor limit to the hard one and derive the connection cap from it.
+pub fn connection_cap() -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the descriptor limit; assuming 1024");
+            1024
+        }
+    };
+    let cap = limit.saturating_sub(FD_RESERVE).div_ceil(2).clamp(1, MAX_CONNECTIONS);
+    info!(nofile = limit, max_connections = cap, reserve = FD_RESERVE, "HTTP connection cap");
+    cap as usize
+}
+
+/// Serve until `shutdown`; at most `cap` connections at once (more are accepted and closed at once, so
+/// they never wait holding a descriptor).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<HttpState>,
+    cap: usize,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(cap));
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning; the reserve keeps reverts working.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            debug!("connection cap reached; closing a new connection");
+            drop(stream);
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&req, &state).await) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(io, svc);
+            match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(error = %e, "metrics connection ended"),
+                Err(_) => debug!("metrics connection outlived its bound; closed"),
+            }
+        });
+    }
+}
+
+/// Refresh the store-backed gauges off the async workers, at most one refresh at a time, within a deadline.
+async fn refresh_gauges(state: &HttpState) {
+    if state.refreshing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (metrics, path, flag) = (state.metrics.clone(), state.store_path.clone(), state.refreshing.clone());
+    let job = tokio::task::spawn_blocking(move || {
+        let r = Store::open(&path).and_then(|s| crate::service::refresh_gauges(&metrics, &s));
+        flag.store(false, Ordering::Release);
+        r
+    });
+    match tokio::time::timeout(GAUGE_DEADLINE, job).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %crate::chain(&e), "cannot refresh gauges from the store"),
+        Ok(Err(e)) => warn!(error = %e, "gauge refresh stopped"),
+        Err(_) => warn!("the store is busy; serving the last gauge values"),
+    }
+}
+
+async fn handle<B>(req: &Request<B>, state: &HttpState) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, ctype: &str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        if let Ok(v) = ctype.parse() {
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    match (req.method(), req.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => {
+            refresh_gauges(state).await;
+            reply(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, state.metrics.encode())
+        }
+        (&hyper::Method::GET, "/healthz") => {
+            let age = state.clock.now().timestamp() - state.heartbeat.load(Ordering::Relaxed);
+            if age <= STALE_AFTER_SECS {
+                reply(StatusCode::OK, "text/plain", "ok\n".into())
+            } else {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("scheduler loop stalled for {age}s\n"),
+                )
+            }
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics or /healthz\n".into()),
+    }
+}
