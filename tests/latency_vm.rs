@@ -1,5 +1,5 @@
 //! Latency Monkey's tc mode on a real Linux kernel with netem: a QEMU guest this test boots (testkit::vm),
-//! reached by simian's SSH executor. Fails loudly if the guest cannot boot, unless SIMIAN_SKIP_VM=1.
+//! reached by simian's SSH executor. Fails loudly if the guest cannot boot (`SIMIAN_SKIP_VM=1 ./tests/run` leaves `vm_` tests out).
 
 mod common;
 
@@ -88,8 +88,8 @@ fn wait_for_netem(g: &Guest, child: &mut std::process::Child) {
 }
 
 #[test]
-fn netem_adds_the_asked_delay_reverts_and_survives_a_killed_simian() {
-    let Some(g) = Guest::boot_or_skip() else { return };
+fn vm_netem_adds_the_asked_delay_reverts_and_survives_a_killed_simian() {
+    let g = Guest::boot();
     let dir = tempfile::tempdir().unwrap();
     let base = median_rtt(&g, 5);
 

@@ -22,9 +22,9 @@
 //! and powers itself off after [`MAX_LIFETIME_ENV`] seconds (default 1800) in case a test process dies
 //! without dropping it. Guests use one emulated CPU each: a test binary should not boot many at once.
 //!
-//! When the harness cannot run (no QEMU, no kernel package), [`Guest::boot`] panics with the reason, unless
-//! `SIMIAN_SKIP_VM=1` is set ([`skip_requested`]): then [`Guest::boot_or_skip`] prints a notice and returns
-//! `None`, so the test can return early.
+//! When the harness cannot run (no QEMU, no kernel package), [`Guest::boot`] panics with the reason. Tests
+//! that need a guest are named `vm_…`: `SIMIAN_SKIP_VM=1 ./tests/run` leaves them out with `--skip vm_` and
+//! says so loudly, instead of letting them pass without running.
 //!
 //! Pitfalls worth knowing in tests: with QEMU user networking a host-side `connect()` completes at once
 //! (QEMU accepts it), so time a request and its reply ([`Guest::http_round_trip`]), not the connect; netem on
@@ -42,7 +42,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Set to `1` to skip the tests that need a guest (see [`skip_requested`]).
+/// `SIMIAN_SKIP_VM=1 ./tests/run` leaves the tests that need a guest (named `vm_…`) out, saying so.
 pub const SKIP_ENV: &str = "SIMIAN_SKIP_VM";
 /// Overrides the cache folder (default `<workspace>/target/vm-cache`).
 pub const CACHE_ENV: &str = "SIMIAN_VM_CACHE";
@@ -65,11 +65,6 @@ const LAYOUT_VERSION: &str = "1";
 const MODULES: &str = "sch_netem virtio_net virtio_pci";
 /// Printed on the console by the guest's /etc/rc once sshd and httpd are started.
 const READY_MARK: &str = "simian-guest: ready";
-
-/// Whether `SIMIAN_SKIP_VM=1` is set: tests that need a guest should then return early, saying so.
-pub fn skip_requested() -> bool {
-    std::env::var(SKIP_ENV).is_ok_and(|v| v == "1")
-}
 
 /// Where the downloaded packages and the built initramfs are kept.
 pub fn cache_dir() -> PathBuf {
@@ -101,26 +96,16 @@ impl Guest {
     /// Boots a guest and waits until SSH works (up to [`BOOT_TIMEOUT_ENV`], default 90 s). Blocking.
     ///
     /// Panics, loudly and with the reason, when the harness cannot run here or the guest does not come up.
-    /// Tests should call [`Guest::boot_or_skip`] instead, which honours `SIMIAN_SKIP_VM=1`.
     pub fn boot() -> Guest {
         match Guest::try_boot() {
             Ok(guest) => guest,
             Err(e) => panic!(
                 "\n\n*** the netem test guest (testkit::vm) cannot run: {e} ***\n\
                  ./tests/run installs what it needs (qemu-system-x86 from bookworm-backports, busybox-static, \
-                 iproute2, openssh-client) and fetches the kernel into target/vm-cache; set {SKIP_ENV}=1 to \
-                 skip the tests that need it.\n\n"
+                 iproute2, openssh-client) and fetches the kernel into target/vm-cache; `{SKIP_ENV}=1 ./tests/run` \
+                 leaves the `vm_` tests out, saying so.\n\n"
             ),
         }
-    }
-
-    /// `None`, after printing a notice, when `SIMIAN_SKIP_VM=1` is set; otherwise [`Guest::boot`].
-    pub fn boot_or_skip() -> Option<Guest> {
-        if skip_requested() {
-            eprintln!("SKIPPED: this test needs the netem guest (testkit::vm) and {SKIP_ENV}=1 is set");
-            return None;
-        }
-        Some(Guest::boot())
     }
 
     /// Like [`Guest::boot`], with the reason as an error instead of a panic.

@@ -1,7 +1,7 @@
 //! Smoke test of the netem guest (testkit::vm): it boots, SSH works, and a netem delay on its eth0 shows up in
 //! an HTTP request/reply through the forwarded port, then goes away when the qdisc is deleted.
 //!
-//! Needs what ./tests/run installs; `SIMIAN_SKIP_VM=1` skips it with a notice.
+//! Needs what ./tests/run installs; `SIMIAN_SKIP_VM=1 ./tests/run` leaves these `vm_` tests out, saying so.
 
 use std::time::Duration;
 
@@ -19,8 +19,8 @@ fn median_round_trip(guest: &Guest) -> Duration {
 }
 
 #[test]
-fn netem_delay_on_the_guest_shows_in_http_round_trips() {
-    let Some(guest) = Guest::boot_or_skip() else { return };
+fn vm_netem_delay_on_the_guest_shows_in_http_round_trips() {
+    let guest = Guest::boot();
     eprintln!(
         "guest up in {:?}: ssh root@127.0.0.1:{} (http on {}), console log {}",
         guest.boot_time(),
@@ -67,8 +67,8 @@ fn netem_delay_on_the_guest_shows_in_http_round_trips() {
 }
 
 #[test]
-fn guest_runs_a_detached_command_after_the_ssh_session_ends() {
-    let Some(guest) = Guest::boot_or_skip() else { return };
+fn vm_guest_runs_a_detached_command_after_the_ssh_session_ends() {
+    let guest = Guest::boot();
     // What simian's dead-man switch does: a detached `sh -c 'sleep N; …'` that outlives the SSH session.
     guest.ssh_ok(&["sh", "-c", "setsid nohup sh -c 'sleep 1; echo fired > /tmp/switch' >/dev/null 2>&1 &"]);
     std::thread::sleep(Duration::from_secs(3));
