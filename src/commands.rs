@@ -51,7 +51,7 @@ pub fn validate(a: &PolicyArg) -> Result<ExitCode> {
 
 pub fn schedule(a: ScheduleArgs) -> Result<ExitCode> {
     let p = a.policy.load()?;
-    let from = a.from.map(|f| f.with_timezone(&Utc)).unwrap_or_else(Utc::now);
+    let from = a.from.map(|f| f.with_timezone(&Utc)).unwrap_or_else(|| SystemClock.now());
     let cal = Calendar::new(p.tz, p.calendar.clone());
     let mut rows = Vec::new();
     for (monkey, cron) in &p.schedules {

@@ -1,5 +1,6 @@
 //! End-to-end on EC2: the real `simian` binary against moto's EC2 server (started by the test on a free
 //! loopback port, fake static credentials), checked against the server's own state.
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! End-to-end: the real `simian` binary against real local processes (`sleep` children this test starts).
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 use std::path::Path;
 use std::process::Command;

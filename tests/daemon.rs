@@ -1,6 +1,7 @@
 //! End-to-end `simian daemon`: real per-minute cron firing against processes this test starts, no overlap
 //! of a monkey's rounds, /metrics and /healthz over HTTP, SIGHUP with a broken policy, and SIGTERM
 //! reverting an active fault and flushing the outbox within 30 s.
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 mod common;
 

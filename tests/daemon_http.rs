@@ -1,6 +1,7 @@
 //! The daemon's HTTP face under abuse, against the real binary: 1,100 idle connections under a 1,024
 //! descriptor limit neither starve the store nor keep `/healthz` away for long, and a locked store never
 //! holds `/healthz` behind `/metrics` scrapes.
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! End-to-end Doctor and 10-18 Monkeys: the real binary against real HTTP servers on loopback this test
 //! starts (healthy, 500, slow, closed, wrong body, lying clock), /proc through the local executor, facts
 //! through a `wrap` executor that sets TZ/LANG per host, and through a local sshd.
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 mod common;
 

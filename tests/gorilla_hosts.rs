@@ -1,5 +1,6 @@
 //! End-to-end Chaos Gorilla on a `hosts` target: isolation is SIGSTOP of real local processes this test
 //! starts, restore is SIGCONT — a real, reversible fault whose state the kernel reports in /proc.
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! End-to-end Latency Monkey in proxy mode: the real binary proxies to a real HTTP process on loopback,
 //! and request/reply times through the proxy rise by the asked delay, then the listener is released.
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 mod common;
 

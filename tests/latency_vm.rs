@@ -1,5 +1,6 @@
 //! Latency Monkey's tc mode on a real Linux kernel with netem: a QEMU guest this test boots (testkit::vm),
 //! reached by simian's SSH executor. Fails loudly if the guest cannot boot (`SIMIAN_SKIP_VM=1 ./tests/run` leaves `vm_` tests out).
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 mod common;
 

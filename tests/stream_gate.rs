@@ -2,6 +2,7 @@
 //! findings reach the sinks while a fault is held, nothing is lost when simian is SIGKILLed with a sink
 //! down, and the one gate refuses the next action of a round the moment the policy (or the kill switch)
 //! says so — for every acting monkey that works on `hosts`.
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 mod common;
 

@@ -122,6 +122,7 @@ pub fn probability_from_mean(mtbk: TimeDelta, mean_gap: TimeDelta) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the real clock
 mod tests {
     use super::*;
     use crate::eligibility::Exclusions;

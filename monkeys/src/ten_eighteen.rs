@@ -564,6 +564,7 @@ pub fn summary(findings: &[DriftFinding]) -> DriftSummary {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the real clock
 mod tests {
     use super::*;
     use chrono::TimeZone;

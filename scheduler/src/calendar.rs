@@ -273,6 +273,7 @@ fn weekday_name(w: Weekday) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the real clock
 mod tests {
     use super::*;
     use chrono_tz::America::Los_Angeles;

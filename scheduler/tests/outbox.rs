@@ -1,6 +1,7 @@
 //! The outbox against a real HTTP receiver on loopback: a split Slack report resumes after the parts
 //! already acknowledged, a sink in backoff waits unless forced or handed a fresh report, and the backlog
 //! is delivered in order once the sink is back.
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 use std::collections::BTreeMap;
 

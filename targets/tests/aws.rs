@@ -1,4 +1,5 @@
 //! The `aws_ec2` target against moto's EC2 server on loopback (started per test by `testkit::Moto`).
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -1,4 +1,5 @@
 //! Executors and the hosts target against real local processes (`sleep`, `kill`, `sh`, `env` on this machine).
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command};

@@ -1,4 +1,5 @@
 //! The ssh executor against a real OpenSSH server on loopback (testkit::sshd; `./tests/run` installs it).
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 use std::collections::BTreeMap;
 use std::path::Path;

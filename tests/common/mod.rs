@@ -1,4 +1,5 @@
 //! Shared helpers of the end-to-end tests: run the real binary, and a fleet of real `sleep` processes.
+#![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

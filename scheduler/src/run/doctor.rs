@@ -2,7 +2,7 @@
 //! runs in the store, report only transitions, and optionally terminate the unhealthy (live, opted in,
 //! within Chaos Monkey's kill limits).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use simian_config::{MonkeyName, Remediation};
@@ -235,7 +235,7 @@ async fn probe<A: Actuator>(
                 }
             }
         };
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let (status, body, error) = match client.get(&url).send().await {
             Ok(r) => {
                 let status = r.status().as_u16();

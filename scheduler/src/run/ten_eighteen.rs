@@ -1,7 +1,7 @@
 //! 10-18 Monkey's round: read timezone, locale and clock of every instance through its executor (and its
 //! URL's `Date` header), then report drift from the policy or from the group's majority.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use simian_config::MonkeyName;
@@ -25,6 +25,8 @@ fn action(kind: DriftKind) -> Action {
     }
 }
 
+/// Real wall time, on purpose: 10-18 compares this machine's clock with each instance's.
+#[allow(clippy::disallowed_methods)]
 fn epoch_now() -> f64 {
     let now = chrono::Utc::now();
     now.timestamp() as f64 + f64::from(now.timestamp_subsec_nanos()) / 1e9
@@ -88,7 +90,7 @@ impl<A: Actuator> Round<'_, '_, A> {
 async fn facts_of<A: Actuator>(actuator: &A, client: Option<&reqwest::Client>, inst: &Instance) -> Facts {
     let argv = ["sh".to_string(), "-c".to_string(), te::facts_script().to_string()];
     let sent = epoch_now();
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let mut facts = match actuator.run_on(inst, &argv).await {
         Ok(o) if o.status == 0 => te::parse_facts(&o.stdout, started.elapsed(), sent),
         Ok(_) | Err(_) => Facts::default(),
@@ -96,7 +98,7 @@ async fn facts_of<A: Actuator>(actuator: &A, client: Option<&reqwest::Client>, i
     if let (Some(client), Some(template)) = (client, inst.url.as_ref()) {
         if let Ok(url) = simian_targets::template::render(std::slice::from_ref(template), inst) {
             let sent = epoch_now();
-            let started = Instant::now();
+            let started = tokio::time::Instant::now();
             if let Ok(r) = client.get(url.concat()).send().await {
                 let rtt = started.elapsed();
                 let date = r

@@ -235,6 +235,7 @@ impl Store {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the real clock
 mod tests {
     use super::*;
     use chrono::TimeDelta;
