@@ -8,8 +8,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use chrono::{NaiveDate, NaiveTime, Weekday};
-
 use crate::cron5::Cron;
 use crate::locate::{key, path_string, Issue, Locator, Seg};
 use crate::schema::{
@@ -68,16 +66,7 @@ impl fmt::Display for PolicyErrors {
 
 impl std::error::Error for PolicyErrors {}
 
-/// The calendar, parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CalendarSpec {
-    /// Half-open local window `[start, end)`; `start > end` wraps midnight; `start == end` = all day.
-    pub hours: Option<(NaiveTime, NaiveTime)>,
-    /// Allowed weekdays; `None` = every day.
-    pub days: Option<Vec<Weekday>>,
-    /// Local dates on which nothing runs.
-    pub holidays: Vec<NaiveDate>,
-}
+pub use crate::validate::CalendarSpec;
 
 /// A valid policy with everything parsed that validation had to parse anyway.
 #[derive(Debug, Clone)]

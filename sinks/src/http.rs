@@ -171,25 +171,59 @@ impl Scrubber {
         needles.extend(headers.iter().filter(|(_, v)| v.len() >= SCRUB_PLAIN_MIN).map(|(_, v)| v.clone()));
         needles.retain(|n| !n.is_empty());
         // Longest first, so a whole URL goes as one piece before its parts are looked for.
-        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
         Scrubber { needles }
     }
 
     fn clean(&self, mut text: String) -> String {
         for n in &self.needles {
-            if text.contains(n.as_str()) {
-                text = text.replace(n.as_str(), "***");
+            if !text.contains(n.as_str()) {
+                continue;
             }
+            text = if n.len() >= SCRUB_PLAIN_MIN {
+                text.replace(n.as_str(), "***")
+            } else {
+                replace_words(&text, n)
+            };
         }
         text
     }
+}
+
+/// Replace `needle` only where it stands as a word of its own: a short user name like `req` must not turn
+/// "request" into "***uest".
+fn replace_words(text: &str, needle: &str) -> String {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(needle) {
+        let before = rest[..i].chars().next_back().or_else(|| out.chars().next_back());
+        let after = rest[i + needle.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if before.is_some_and(is_word) || after.is_some_and(is_word) {
+            out.push_str(needle);
+        } else {
+            out.push_str("***");
+        }
+        rest = &rest[i + needle.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use testkit::receiver::Receiver;
+
+    #[test]
+    fn a_short_user_name_is_blanked_as_a_word_never_inside_one() {
+        let url = Secret::new("http://req:pw-0123456789@127.0.0.1:9/hooks/T0KEN-very-secret-4711");
+        let scrub = Scrubber::new(&url, &[], &[]);
+        let text = scrub.clean("request to req failed: requests refused (user req)".to_string());
+        assert_eq!(text, "request to *** failed: requests refused (user ***)");
+    }
 
     const TOKEN: &str = "T0KEN-very-secret-4711";
 

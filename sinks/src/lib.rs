@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod sink;
 pub mod slack;
 pub mod table;
+pub mod text;
 pub mod webhook;
 
 pub use message::{Announcement, Message, PlannedAction};

@@ -85,7 +85,8 @@ fn dash(v: &Option<String>) -> &str {
 
 /// Control characters (newlines above all) become spaces: a message must not forge further log lines.
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    crate::text::printable(&flat).into_owned()
 }
 
 #[cfg(test)]

@@ -346,21 +346,21 @@ fn base64url(bytes: &[u8]) -> String {
 
 /// `url` without its userinfo (`user:password@`), for messages and logs.
 fn redact(url: &str) -> String {
-    if let Ok(mut parsed) = reqwest::Url::parse(url) {
-        if parsed.set_username("").is_ok() && parsed.set_password(None).is_ok() {
-            return parsed.to_string();
+    // Only scheme, host and port: a gateway behind a proxy may carry a token in its userinfo, path or query.
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        if let Some(host) = parsed.host_str() {
+            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+            return format!("{}://{host}{port}", parsed.scheme());
         }
     }
-    // Not a URL (or one without a host): drop everything up to the last `@` of what would be the authority.
+    // Not a URL (or one without a host): keep what would be the host, without userinfo or path.
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}{host}")
 }
 
 /// Converts OpenMetrics text, as [`Metrics::encode`] writes it, to the Prometheus text format 0.0.4.
@@ -707,10 +707,15 @@ mod tests {
 
     #[test]
     fn redact_drops_userinfo() {
-        assert_eq!(redact("http://u:secret@gw:9091/metrics/job/x"), "http://gw:9091/metrics/job/x");
-        assert_eq!(redact("http://gw:9091"), "http://gw:9091/");
-        assert_eq!(redact("not a url u:secret@host/x"), "host/x");
-        assert_eq!(redact("http://u:p@[bad/x"), "http://[bad/x");
+        assert_eq!(redact("http://u:secret@gw:9091/metrics/job/x"), "http://gw:9091");
+        assert_eq!(redact("http://gw:9091"), "http://gw:9091");
+        // A token in the path or the query never reaches a log line.
+        assert_eq!(
+            redact("https://gw.example/T0KEN-4711/metrics/job/simian?key=s3cr3t"),
+            "https://gw.example"
+        );
+        assert_eq!(redact("not a url u:secret@host/x"), "host");
+        assert_eq!(redact("http://u:p@[bad/x"), "http://[bad");
         assert_eq!(redact("plain"), "plain");
     }
 

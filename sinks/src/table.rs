@@ -39,9 +39,14 @@ fn dash(v: &Option<String>) -> &str {
 
 /// Lay rows out in columns; the last column is free text and never padded.
 fn columns(header: &[&str], rows: &[(Outcome, Vec<String>)], color: bool) -> String {
+    // Values from inventories and commands are shown, never interpreted by the terminal.
+    let rows: Vec<(Outcome, Vec<String>)> = rows
+        .iter()
+        .map(|(o, r)| (*o, r.iter().map(|c| crate::text::printable(c).into_owned()).collect()))
+        .collect();
     let n = header.len();
     let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for (_, r) in rows {
+    for (_, r) in &rows {
         for (i, c) in r.iter().enumerate().take(n - 1) {
             width[i] = width[i].max(c.chars().count());
         }
@@ -60,7 +65,7 @@ fn columns(header: &[&str], rows: &[(Outcome, Vec<String>)], color: bool) -> Str
     };
     let mut out = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
     out.push('\n');
-    for (outcome, r) in rows {
+    for (outcome, r) in &rows {
         out.push_str(&paint(&line(r), *outcome, color));
         out.push('\n');
     }
@@ -86,7 +91,7 @@ const HEADER: [&str; 8] = ["MONKEY", "ACTION", "OUTCOME", "TARGET", "INSTANCE", 
 pub fn render_report(r: &Report, color: bool) -> String {
     let mut out = format!(
         "run {}  mode {}  seed {}  {} → {}\n",
-        r.run_id,
+        crate::text::printable(&r.run_id),
         r.mode,
         r.seed,
         r.started_at.format("%Y-%m-%d %H:%M:%S %:z"),
@@ -173,5 +178,29 @@ mod tests {
         assert_eq!(h["run_id"], "r1");
         assert_eq!(h["instance"], "web-1");
         assert_eq!(h["at"], "2026-03-09T10:00:00-07:00");
+    }
+
+    #[test]
+    fn escape_sequences_in_ids_are_shown_not_interpreted() {
+        let mut r = fixtures::sample_report();
+        r.findings[0].instance = Some("i-1\x1b[2J\x1b]0;owned\x07".into());
+        r.findings[0].message = "bye\u{202e}txt".into();
+        let table = render_report(&r, false);
+        assert!(
+            !table.contains('\x1b') && !table.contains('\x07') && !table.contains('\u{202e}'),
+            "{table:?}"
+        );
+        assert!(table.contains("i-1\\u{1b}[2J"), "{table}");
+        let row = HistoryRow {
+            run_id: "r1".into(),
+            at: r.started_at,
+            mode: simian_monkeys::Mode::Live,
+            finding: r.findings[0].clone(),
+        };
+        let history = render_history(std::slice::from_ref(&row), false);
+        assert!(!history.contains('\x1b') && history.contains("\\u{1b}"), "{history:?}");
+        // JSON keeps the exact value.
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(json.contains("\\u001b[2J"), "{json}");
     }
 }

@@ -6,7 +6,8 @@ use simian_config::HostsTarget;
 use simian_monkeys::{ActionError, CommandOutput, Instance, Undo};
 use tracing::info;
 
-use crate::exec::{display_argv, ExecError, Executor, Output};
+use crate::command::{display_argv, ExecError, Output};
+use crate::exec::Executor;
 use crate::template;
 
 /// Per-command timeout when the target sets none.

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aws_ec2;
+pub mod command;
 pub mod exec;
 pub mod hosts;
 pub mod quote;
@@ -17,7 +18,8 @@ use simian_config::{OptIn, Policy, TargetConfig};
 use simian_monkeys::{ActionError, Actuator, CommandOutput, Instance, Undo};
 
 pub use aws_ec2::Ec2Target;
-pub use exec::{display_argv, ExecError, Executor, Output};
+pub use command::{display_argv, ExecError, Output};
+pub use exec::Executor;
 pub use hosts::Hosts;
 pub use quote::shell_quote;
 pub use ssh::SshExecutor;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use simian_config::SshExecutorConfig;
 use simian_monkeys::Instance;
 
-use crate::exec::{display_argv, ExecError};
+use crate::command::{display_argv, ExecError};
 use crate::quote::shell_quote;
 use crate::template;
 
