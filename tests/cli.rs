@@ -224,11 +224,52 @@ fn schedule_lists_fires_in_the_policy_timezone() {
 
 #[test]
 fn demo_runs_end_to_end() {
-    let out = simian(&["demo", "--seed", "1"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out = simian(&["demo", "--seed", "1", "--keep"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("demo ok"), "{stdout}");
-    assert!(!stdout.contains("[FAIL]"), "{stdout}");
+    // Checked from what the demo kept, not from its own verdict: the fleet it printed (id, group, pid,
+    // opt-in) and the store it wrote.
+    let members: Vec<(String, String, u32, String)> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.contains(" pid "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let note =
+                l.rsplit_once('(').map(|(_, n)| n.trim_end_matches(')').to_string()).unwrap_or_default();
+            (w[0].to_string(), w[2].to_string(), w[6].parse().unwrap(), note)
+        })
+        .collect();
+    assert_eq!(members.len(), 9, "{stdout}");
+    let kept = stdout.lines().find_map(|l| l.strip_prefix("kept ")).expect("--keep names the folder");
+    let policy = std::path::Path::new(kept).join("simian.yaml");
+    let history = json(&simian(&["history", "--policy", p(&policy), "--format", "json"]));
+    let done: Vec<&serde_json::Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["action"] == "terminate" && f["outcome"] == "done")
+        .collect();
+    let mut groups: Vec<&str> = done.iter().map(|f| f["group"].as_str().unwrap()).collect();
+    groups.sort();
+    assert_eq!(groups, ["api", "web"], "one kill per opted-in group: {history}");
+    for f in &done {
+        let id = f["instance"].as_str().unwrap();
+        let (_, _, pid, note) = members.iter().find(|m| m.0 == id).expect("a demo member");
+        assert_eq!(note, "opted in", "{id} was eligible");
+        // The command that ran killed that member's own process.
+        assert!(f["message"].as_str().unwrap().contains(&format!("kill -TERM {pid}`")), "{f}");
+    }
+    let audit = std::fs::read_to_string(std::path::Path::new(kept).join("findings.jsonl")).unwrap();
+    assert_eq!(
+        audit.lines().count(),
+        history.as_array().unwrap().len(),
+        "the jsonl audit trail has every finding"
+    );
+    // The demo cleans up: none of its processes outlives it.
+    for (id, _, pid, _) in &members {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "{id} (pid {pid}) still runs");
+    }
+    std::fs::remove_dir_all(kept).unwrap();
 }
 
 #[test]

@@ -239,6 +239,7 @@ mod tests {
                 let got: Vec<_> = a.iter().filter(|i| i.group == key.1).collect();
                 prop_assert_eq!(got.len(), (n as usize).min(members.len()));
                 let mut ids: Vec<_> = got.iter().map(|i| &i.id).collect();
+                ids.sort();
                 ids.dedup();
                 prop_assert_eq!(ids.len(), got.len());
             }
