@@ -34,6 +34,9 @@ fn healthz_within(port: u16, limit: Duration) -> Option<Duration> {
     None
 }
 
+/// One opted-in member (the daemon needs a fleet; these tests never act on it).
+const ONE: &[Spec] = &[("web-1", "web", "a", true)];
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -67,9 +70,8 @@ fn start(policy: &std::path::Path, port: u16, nofile: Option<u32>) -> Daemon {
 
 /// A policy whose store is in the fleet's folder; Doctor observes a closed loopback port once a minute.
 fn policy(fleet: &Fleet) -> std::path::PathBuf {
-    let spec: &[Spec] = &[("web-1", "web", "a", true)];
     fleet.write_policy_with(
-        spec,
+        ONE,
         "",
         "",
         "  doctor:\n    schedule: \"* * * * *\"\n    url: \"http://127.0.0.1:9/\"\n    timeout: 1s\n",
@@ -78,8 +80,7 @@ fn policy(fleet: &Fleet) -> std::path::PathBuf {
 
 #[test]
 fn idle_connections_beyond_the_descriptor_limit_do_not_starve_the_daemon() {
-    let spec: &[Spec] = &[("web-1", "web", "a", true)];
-    let fleet = Fleet::start(spec);
+    let fleet = Fleet::start(ONE);
     let pol = policy(&fleet);
     let port = testkit::free_port();
     let mut d = start(&pol, port, Some(1024));
@@ -111,8 +112,7 @@ fn idle_connections_beyond_the_descriptor_limit_do_not_starve_the_daemon() {
 
 #[test]
 fn a_locked_store_never_holds_healthz_behind_metrics_scrapes() {
-    let spec: &[Spec] = &[("web-1", "web", "a", true)];
-    let fleet = Fleet::start(spec);
+    let fleet = Fleet::start(ONE);
     let pol = policy(&fleet);
     let port = testkit::free_port();
     let _d = start(&pol, port, None);

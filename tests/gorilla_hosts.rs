@@ -25,15 +25,6 @@ fn gorilla(zone: &str, action: &str, extra: &str) -> String {
     format!("  gorilla:\n    schedule: \"0 11 * * wed\"\n    zone: {zone}\n    action: {action}\n{extra}")
 }
 
-fn of<'a>(r: &'a Value, action: &str, outcome: &str) -> Vec<&'a Value> {
-    r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["action"] == action && f["outcome"] == outcome)
-        .collect()
-}
-
 fn ids(fs: &[&Value]) -> Vec<String> {
     let mut v: Vec<_> = fs.iter().filter_map(|f| f["instance"].as_str().map(String::from)).collect();
     v.sort();

@@ -24,17 +24,12 @@ const ZONED: &[Spec] = &[
     ("job-b", "job", "b", true),
 ];
 
+/// One opted-in member in each of three groups.
+const THREE: &[Spec] =
+    &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
+
 fn webhook(rx: &Receiver) -> String {
     format!("sinks:\n  - {{ type: webhook, url: \"{}\" }}\n", rx.url("/hook"))
-}
-
-fn of<'a>(r: &'a Value, action: &str, outcome: &str) -> Vec<&'a Value> {
-    r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["action"] == action && f["outcome"] == outcome)
-        .collect()
 }
 
 /// Every finding the receiver got (200-answered requests only), with its delivery id.
@@ -217,8 +212,7 @@ fn assert_one_then_refused(r: &Value, action: &str, edit: Edit) {
 
 #[test]
 fn the_gate_refuses_the_next_chaos_kill_after_an_edit_made_during_the_first() {
-    let spec: &[Spec] =
-        &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
+    let spec = THREE;
     for edit in Edit::ALL {
         let (mut fleet, r) = round_with_edit(
             spec,
@@ -271,8 +265,7 @@ fn doctor(extra: &str) -> String {
 
 #[test]
 fn the_gate_refuses_the_next_doctor_remediation_after_an_edit() {
-    let spec: &[Spec] =
-        &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
+    let spec = THREE;
     for edit in Edit::ALL {
         let (mut fleet, r) = round_with_edit(
             spec,
@@ -287,8 +280,7 @@ fn the_gate_refuses_the_next_doctor_remediation_after_an_edit() {
 
 #[test]
 fn doctor_remediation_honours_max_kills_per_run_inside_its_own_round() {
-    let spec: &[Spec] =
-        &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
+    let spec = THREE;
     let mut fleet = Fleet::start(spec);
     let monkeys = format!("{}  chaos:\n    schedule: \"0 0 1 1 *\"\n    max_kills_per_run: 1\n", doctor(""));
     let pol = fleet.write_policy_with(spec, "", &format!("    terminate: {KILL}\n"), &monkeys);
@@ -305,8 +297,7 @@ fn doctor_remediation_honours_max_kills_per_run_inside_its_own_round() {
 
 #[test]
 fn sigterm_during_the_first_slow_kill_stops_the_others() {
-    let spec: &[Spec] =
-        &[("web-1", "web", "a", true), ("api-1", "api", "a", true), ("job-1", "job", "a", true)];
+    let spec = THREE;
     let mut fleet = Fleet::start(spec);
     let dir = fleet.dir.path().to_str().unwrap().to_string();
     // Each kill announces itself with a marker file, then takes 2 s.

@@ -4,6 +4,7 @@
 pub mod chaos;
 pub mod doctor;
 pub mod eligibility;
+pub mod error;
 pub mod gorilla;
 pub mod latency;
 pub mod model;

@@ -15,13 +15,4 @@ pub mod store;
 
 /// An error and its causes on one line (`a: b: c`), for log fields: our error types keep causes as
 /// `#[source]` instead of repeating them in their own text.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use simian_monkeys::error::chain;

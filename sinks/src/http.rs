@@ -124,21 +124,7 @@ fn header_value(
     Ok(v)
 }
 
-/// The error and its causes, one `: ` apart (reqwest's own text says little without its sources).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        // hyper and reqwest often repeat the cause inside the outer text.
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
+use simian_monkeys::error::chain;
 
 /// Blanks every known sensitive text out of an error string, whatever put it there.
 struct Scrubber {

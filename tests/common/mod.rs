@@ -177,3 +177,13 @@ pub fn spawn_run(policy: &Path) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// The report's findings with this action and outcome.
+pub fn of<'a>(r: &'a Value, action: &str, outcome: &str) -> Vec<&'a Value> {
+    r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["action"] == action && f["outcome"] == outcome)
+        .collect()
+}

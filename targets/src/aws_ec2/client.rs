@@ -86,21 +86,9 @@ pub(super) fn caused_by_credentials(err: &(dyn std::error::Error + 'static)) -> 
     false
 }
 
-/// An error and its sources, `: `-separated, without the SDK's trailing debug dump (that
-/// [`DisplayErrorContext`] adds; it goes to the debug log instead).
-pub(super) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = e.source();
-    }
-    out
-}
+/// An error and its sources (the SDK's trailing debug dump, that [`DisplayErrorContext`] adds, goes to the
+/// debug log instead).
+pub(super) use simian_monkeys::error::chain;
 
 impl Ec2Target {
     /// Where calls for `region` go, for messages.
