@@ -251,12 +251,14 @@ async fn send(
         // Written by a newer simian: leave it for that one rather than guess.
         Err(e) => return Ok(Err(DeliveryError::Client(format!("cannot read outbox entry: {e}")))),
     };
-    let mut progress: Vec<u32> = Vec::new();
-    let mut on_part = |n: u32| progress.push(n);
+    // Each acknowledged part is recorded at once, so a retry — even after a crash — resumes after it.
+    let mut recorded: Result<(), StoreError> = Ok(());
+    let mut on_part = |n: u32| {
+        if recorded.is_ok() {
+            recorded = store.delivery_progress(p.outbox_id, sink.name(), n);
+        }
+    };
     let result = sink.deliver(msg, p.outbox_id, p.parts_done, poster, &mut on_part).await;
-    // Parts acknowledged before a failure are remembered, so a retry resumes after them.
-    if let Some(done) = progress.last() {
-        store.delivery_progress(p.outbox_id, sink.name(), *done)?;
-    }
+    recorded?;
     Ok(result)
 }

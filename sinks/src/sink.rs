@@ -31,8 +31,8 @@ pub enum Sink {
     Prometheus(PrometheusSink),
 }
 
-/// How a delivery went: acknowledged parts are reported through `on_part` as they happen.
-pub type PartDone<'a> = &'a mut (dyn FnMut(u32) + Send);
+/// Told each acknowledged part as it happens (the outbox records it, so a retry resumes after it).
+pub type PartDone<'a> = &'a mut dyn FnMut(u32);
 
 impl Sink {
     /// Build every sink of the policy; with none configured, one `log` sink at `info` (the default).
