@@ -86,13 +86,16 @@ impl Engine {
     /// Seal every message a crashed command left open and deliver what no sink has acknowledged yet
     /// (`Force` ignores backoff: `simian outbox --flush`, shutdown).
     pub async fn recover(&self, force: bool) -> Result<DeliverySummary, StoreError> {
-        let mut store = self.store()?;
-        let fresh = outbox::seal(&mut store, &self.policy, &self.sinks, None, None, &*self.clock)?;
+        self.recover_with(&mut self.store()?, force).await
+    }
+
+    async fn recover_with(&self, store: &mut Store, force: bool) -> Result<DeliverySummary, StoreError> {
+        let fresh = outbox::seal(store, &self.policy, &self.sinks, None, None, &*self.clock)?;
         let Some(poster) = &self.poster else {
             return Ok(DeliverySummary { pending: store.pending_count()? as usize, ..Default::default() });
         };
         let urgency = if force { Urgency::Force } else { Urgency::Normal { fresh } };
-        outbox::deliver(&mut store, &self.sinks, poster, urgency, &*self.clock).await
+        outbox::deliver(store, &self.sinks, poster, urgency, &*self.clock).await
     }
 
     /// The fleet's inventory; configuration problems are the caller's error, listing failures a finding.
@@ -117,10 +120,10 @@ impl Engine {
     /// One round: what earlier commands left undelivered first, then the monkeys through the gate; every
     /// finding is in the store (and on its way to the sinks) the moment it is made.
     pub async fn round(&self, opts: &RunOptions) -> Result<Report, RoundError> {
-        if let Err(e) = self.recover(false).await {
+        let mut store = self.store()?;
+        if let Err(e) = self.recover_with(&mut store, false).await {
             warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
         }
-        let mut store = self.store()?;
         let inventory = self.inventory().await?;
         let reload = crate::service::reloader(&self.policy);
         let ctx = RunContext {
@@ -138,10 +141,10 @@ impl Engine {
 
     /// Restore every fault still open in the journal (`simian revert`, daemon shutdown).
     pub async fn revert(&self, opts: &RunOptions) -> Result<Report, RoundError> {
-        if let Err(e) = self.recover(false).await {
+        let mut store = self.store()?;
+        if let Err(e) = self.recover_with(&mut store, false).await {
             warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
         }
-        let mut store = self.store()?;
         let reload = crate::service::reloader(&self.policy);
         // Reverting needs no inventory: the journal holds everything a restore needs.
         let ctx = RunContext {
