@@ -80,6 +80,12 @@ fn a_held_isolation_reaches_the_webhook_while_held_and_the_restore_when_it_ends(
         .map(|f| f["instance"].as_str().unwrap())
         .collect();
     assert_eq!(isolated, ["api-a", "job-a", "web-a"], "{first}");
+    let cut = first["report"]["findings"].as_array().unwrap().iter().any(|f| {
+        f["action"] == "run"
+            && f["zone"] == "a"
+            && f["message"].as_str().unwrap().starts_with("isolated zone a: 3 instance(s) until")
+    });
+    assert!(cut, "chat's first message says the zone is cut: {first}");
     kill("-TERM", child.id());
     let out = child.wait_with_output().unwrap();
     assert_ok(&out);

@@ -93,7 +93,7 @@ impl<A: Actuator> Round<'_, '_, A> {
         }
         match cfg.action {
             GorillaAction::Terminate => self.gorilla_terminate(&victims, out).await,
-            GorillaAction::Isolate => self.gorilla_isolate(&victims, duration, out).await,
+            GorillaAction::Isolate => self.gorilla_isolate(&zone, &victims, duration, out).await,
         }
     }
 
@@ -162,6 +162,7 @@ impl<A: Actuator> Round<'_, '_, A> {
 
     async fn gorilla_isolate(
         &mut self,
+        zone: &str,
         victims: &[Instance],
         duration: std::time::Duration,
         out: &mut Out<'_>,
@@ -241,6 +242,23 @@ impl<A: Actuator> Round<'_, '_, A> {
             }
         }
         if let Some(until) = until {
+            // The line chat shows first: the zone is cut, how much of it, and until when.
+            let isolated = out
+                .findings()
+                .iter()
+                .filter(|f| f.action == Action::Isolate && f.outcome == Outcome::Done)
+                .count();
+            let mut cut = Finding::run_level(
+                m,
+                Outcome::Done,
+                Severity::Warning,
+                format!(
+                    "isolated zone {zone}: {isolated} instance(s) until {}",
+                    until.with_timezone(&self.policy.tz).to_rfc3339()
+                ),
+            );
+            cut.zone = Some(zone.to_string());
+            out.push(cut);
             self.hold(until, "isolate", out).await?;
         }
         self.revert_mine(out).await
