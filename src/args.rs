@@ -39,6 +39,8 @@ pub enum Command {
     Outbox(OutboxArgs),
     /// Post today's plan (upcoming actions) to the sinks with `announce` now.
     Announce(PolicyArg),
+    /// Measure the steady state now (the policy's `steady_state` probes), no chaos.
+    Probe(ProbeArgs),
     /// Start a local fleet of processes and let Chaos Monkey loose on it.
     Demo(DemoArgs),
     /// A tiny HTTP instance for the demo fleet (internal).
@@ -50,6 +52,9 @@ pub enum Command {
         /// Loopback address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         address: String,
+        /// Answer each request after this long (a service with real work to do).
+        #[arg(long, default_value = "0s")]
+        service_time: simian_config::Duration,
     },
 }
 
@@ -152,6 +157,17 @@ pub struct HistoryArgs {
     /// How far back, e.g. 7d, 12h.
     #[arg(long, default_value = "7d")]
     pub since: simian_config::Duration,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub policy: PolicyArg,
+    /// How long to measure; default the policy's `steady_state.baseline`.
+    #[arg(long = "for")]
+    pub window: Option<simian_config::Duration>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

@@ -1,4 +1,4 @@
-//! The one-shot commands (`validate`, `schedule`, `run`, `plan`, `history`, `revert`) and what they share
+//! The one-shot commands (`validate`, `schedule`, `run`, `plan`, `history`, `revert`, `probe`) and what they share
 //! with the daemon and the demo: the engine on the system clock, signal handling, report printing.
 
 use std::io::IsTerminal;
@@ -17,7 +17,7 @@ use simian_scheduler::store::Store;
 use simian_sinks::HistoryRow;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{BadInput, Format, HistoryArgs, PolicyArg, RevertArgs, RunArgs, ScheduleArgs};
+use crate::args::{BadInput, Format, HistoryArgs, PolicyArg, ProbeArgs, RevertArgs, RunArgs, ScheduleArgs};
 
 fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
@@ -189,4 +189,81 @@ pub fn history(a: HistoryArgs) -> Result<ExitCode> {
         Format::Text => print!("{}", simian_sinks::render_history(&rows, colour())),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `simian probe`: the steady state now, no chaos. Exit 1 when an absolute tolerance breaks.
+pub async fn probe(a: ProbeArgs) -> Result<ExitCode> {
+    use simian_config::Metric;
+    use simian_monkeys::experiment::PhaseStats;
+    let p = a.policy.load()?;
+    let Some(ss) = p.steady_state.as_ref() else {
+        return Err(anyhow::Error::new(BadInput(format!(
+            "{} has no `steady_state:`; add `steady_state: {{ probes: [...] }}` to measure",
+            a.policy.policy.display()
+        ))));
+    };
+    let window = a.window.map_or(ss.baseline, |d| d.std());
+    if window.is_zero() {
+        return Err(anyhow::Error::new(BadInput(
+            "`--for 0s` measures nothing; give e.g. `--for 30s`".into(),
+        )));
+    }
+    let now: simian_probes::Now = Arc::new(|| SystemClock.now());
+    let measured =
+        simian_probes::measure(ss, window, now, p.tz).await.map_err(|e| BadInput(e.to_string()))?;
+    let holds = measured.iter().all(|m| m.tolerances.iter().all(|t| t.status != "breaks"));
+    match a.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "window_s": window.as_secs_f64(),
+                "holds": holds,
+                "probes": measured,
+            }))?
+        ),
+        Format::Text => {
+            println!(
+                "steady state over {}: {}",
+                simian_config::Duration(window),
+                if holds { "holds" } else { "BREAKS a tolerance" }
+            );
+            for m in &measured {
+                let figures = match &m.stats {
+                    Some(PhaseStats::Http(h)) => format!(
+                        "throughput {}, p50 {}, p99 {}, errors {}, {} request(s)",
+                        Metric::Throughput.show(h.throughput_rps),
+                        Metric::P50.show(h.p50_ms),
+                        Metric::P99.show(h.p99_ms),
+                        Metric::ErrorRate.show(h.error_rate),
+                        h.samples
+                    ),
+                    Some(PhaseStats::Value(v)) => format!(
+                        "value {}, min {}, max {}, {} sample(s)",
+                        v.value.map_or("–".into(), |x| Metric::Value.show(x)),
+                        v.min.map_or("–".into(), |x| Metric::Value.show(x)),
+                        v.max.map_or("–".into(), |x| Metric::Value.show(x)),
+                        v.samples
+                    ),
+                    None => "not measured".into(),
+                };
+                println!("{} ({}): {figures}", simian_sinks::text::printable(&m.name), m.kind);
+                for t in &m.tolerances {
+                    let metric: Metric = match t.metric.as_str() {
+                        "error_rate" => Metric::ErrorRate,
+                        "p50" => Metric::P50,
+                        "p99" => Metric::P99,
+                        "throughput" => Metric::Throughput,
+                        _ => Metric::Value,
+                    };
+                    let value = t.value.map_or("no value".to_string(), |v| metric.show(v));
+                    let verdict = match t.status {
+                        "relative" => format!("judged against a round's baseline (now {value})"),
+                        s => format!("{s} ({value})"),
+                    };
+                    println!("  {} {}: {verdict}", t.metric, t.tolerance);
+                }
+            }
+        }
+    }
+    Ok(if holds { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -30,7 +30,7 @@ fn var_suffix(id: &str) -> String {
 }
 
 /// The hidden `demo-instance` subcommand: answer HTTP on a free loopback port, print the port first.
-pub async fn instance(id: &str, address: &str) -> Result<ExitCode> {
+pub async fn instance(id: &str, address: &str, service_time: Duration) -> Result<ExitCode> {
     // The demo fleet lives on loopback only.
     let ip: std::net::IpAddr =
         address.parse().with_context(|| format!("`{address}` is not an IP address"))?;
@@ -47,6 +47,7 @@ pub async fn instance(id: &str, address: &str) -> Result<ExitCode> {
             // Read the request head (bounded); any request gets the same answer.
             let mut buf = [0u8; 2048];
             let _ = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf)).await;
+            tokio::time::sleep(service_time).await;
             let resp = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -56,10 +57,10 @@ pub async fn instance(id: &str, address: &str) -> Result<ExitCode> {
     }
 }
 
-async fn start_member(exe: &Path, host: Instance) -> Result<Member> {
+async fn start_member(exe: &Path, host: Instance, service_time: &str) -> Result<Member> {
     let address = host.address.clone().unwrap_or_else(|| "127.0.0.1".into());
     let mut child = Command::new(exe)
-        .args(["demo-instance", "--id", &host.id, "--address", &address])
+        .args(["demo-instance", "--id", &host.id, "--address", &address, "--service-time", service_time])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -119,7 +120,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     );
     let mut members = Vec::new();
     for host in hosts {
-        members.push(start_member(&exe, host).await?);
+        members.push(start_member(&exe, host, "0s").await?);
     }
     for m in &members {
         let h = &m.host;
@@ -206,6 +207,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
         let _ = m.child.start_kill();
         let _ = m.child.wait().await;
     }
+    ok &= experiment(&exe, dir.path()).await?;
     if args.keep {
         let kept = dir.keep();
         println!("\nkept {}", kept.display());
@@ -214,8 +216,78 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
         bail!("demo checks failed");
     }
     println!(
-        "\ndemo ok: Chaos Monkey killed {} real process(es); the decision is in the store and the report.",
+        "\ndemo ok: Chaos Monkey killed {} real process(es); Latency Monkey's fault was measured against the \
+         steady state. Every decision is in the store and the report.",
         killed.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The embedded experiment policy: Latency Monkey's proxy in front of the demo's `shop` service.
+const EXPERIMENT_POLICY: &str = include_str!("../config/examples/demo-experiment.yaml");
+
+/// The second half: a short Latency fault on `shop` under a steady-state probe; prints the baseline →
+/// during → recovery table and the capacity line and checks them. True when every check holds.
+async fn experiment(exe: &Path, dir: &Path) -> Result<bool> {
+    let shop_host = Instance {
+        target: "demo".into(),
+        id: "shop".into(),
+        address: Some("127.0.0.1".into()),
+        group: "shop".into(),
+        zone: None,
+        region: None,
+        url: None,
+        tags: Default::default(),
+    };
+    let mut shop = start_member(exe, shop_host, "72ms").await?;
+    // A port that was free a moment ago, for the proxy.
+    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let text = EXPERIMENT_POLICY
+        .replace("${DEMO_SHOP_PORT}", &shop.port.to_string())
+        .replace("${DEMO_PROXY_PORT}", &proxy_port.to_string());
+    let path = dir.join("experiment.yaml");
+    std::fs::write(&path, text).context("write the experiment policy")?;
+    println!(
+        "\nLatency Monkey under a steady-state probe: shop answers in 72 ms (pid {}); a proxy on port {proxy_port} \
+         adds 61 ms for 4 s.\npolicy: {}\n",
+        shop.child.id().unwrap_or(0),
+        path.display()
+    );
+    let policy = load_policy(&path)?;
+    let opts = RunOptions { shutdown: commands::shutdown_on_signals(), ..Default::default() };
+    let report = commands::run_round(&policy, &opts).await;
+    let _ = shop.child.start_kill();
+    let _ = shop.child.wait().await;
+    let report = report?;
+    print!("{}", simian_sinks::render_report(&report, false));
+    println!("\nchecks:");
+    let mut ok = true;
+    let mut check = |pass: bool, what: String| {
+        println!("  [{}] {what}", if pass { "ok" } else { "FAIL" });
+        ok &= pass;
+    };
+    let Some(e) = &report.experiment else {
+        check(false, "the round reports an experiment".into());
+        return Ok(false);
+    };
+    check(
+        e.verdict == simian_monkeys::experiment::Verdict::Held,
+        format!("verdict {} (every tolerance held)", e.verdict.as_str()),
+    );
+    let capacity = e.probes.first().and_then(|p| p.capacity);
+    check(
+        capacity.is_some_and(|c| (c - 0.54).abs() <= 0.05),
+        format!(
+            "capacity during the fault {} — the book's 54 % (72 ms → 133 ms per request)",
+            capacity.map_or("unknown".into(), |c| format!("{:.0} %", c * 100.0))
+        ),
+    );
+    check(
+        e.recovered_after_s.is_some(),
+        format!(
+            "recovered {} after the delay was removed",
+            e.recovered_after_s.map_or("never".into(), |s| format!("{s:.1}s"))
+        ),
+    );
+    Ok(ok)
 }

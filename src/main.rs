@@ -45,7 +45,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Daemon(a) => daemon::daemon(a).await,
         Command::Outbox(a) => daemon::outbox(a).await,
         Command::Announce(a) => daemon::announce(a).await,
+        Command::Probe(a) => commands::probe(a).await,
         Command::Demo(a) => demo::demo(a).await,
-        Command::DemoInstance { id, address } => demo::instance(&id, &address).await,
+        Command::DemoInstance { id, address, service_time } => {
+            demo::instance(&id, &address, service_time.std()).await
+        }
     }
 }

@@ -7,6 +7,7 @@ mod env;
 mod load;
 mod locate;
 pub mod schema;
+pub mod steady;
 mod structural;
 pub mod template;
 mod validate;
@@ -15,6 +16,7 @@ mod yaml;
 pub use duration::{Duration, Percent};
 pub use load::{load, load_str, CalendarSpec, LoadedPolicy, PolicyError, PolicyErrors};
 pub use schema::*;
+pub use steady::{Metric, ProbeChoice, Rate, SteadyState, Tolerance};
 
 /// The monkeys simian knows; a closed set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

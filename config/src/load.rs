@@ -89,6 +89,8 @@ pub struct LoadedPolicy {
     pub name: String,
     /// The folder relative paths in the policy resolve against.
     pub base_dir: PathBuf,
+    /// `steady_state:` resolved (defaults applied, tolerances parsed); `None` = rounds are not measured.
+    pub steady_state: Option<crate::steady::SteadyState>,
 }
 
 impl LoadedPolicy {
@@ -275,6 +277,7 @@ fn load_inner(
             kill_switch: r.kill_switch,
             calendar: r.calendar,
             schedules: r.schedules,
+            steady_state: r.steady_state,
             name: policy
                 .name
                 .clone()

@@ -48,6 +48,9 @@ pub struct Policy {
     /// Where every run's report goes; absent or empty = `log`.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// Measure the service before, during and after every acting round; abort and revert when it breaks.
+    #[serde(default)]
+    pub steady_state: Option<crate::steady::SteadyStateConfig>,
 }
 
 fn yes() -> bool {
@@ -503,6 +506,9 @@ pub struct LatencyConfig {
     /// Proxy mode only: the proxies to run.
     #[serde(default)]
     pub proxies: Vec<ProxyConfig>,
+    /// Which steady-state probes watch this monkey's rounds: a list of names, or `false` for none; default all.
+    #[serde(default)]
+    pub steady_state: Option<crate::steady::ProbeChoice>,
 }
 
 fn auto() -> String {
@@ -546,6 +552,9 @@ pub struct GorillaConfig {
     /// Allow taking a zone that holds every eligible instance of some group.
     #[serde(default)]
     pub allow_total_loss: bool,
+    /// Which steady-state probes watch this monkey's rounds: a list of names, or `false` for none; default all.
+    #[serde(default)]
+    pub steady_state: Option<crate::steady::ProbeChoice>,
 }
 
 fn random_zone() -> String {
@@ -574,6 +583,9 @@ pub struct ChaosConfig {
     /// Upper bound on kills in one run, over all groups.
     #[serde(default)]
     pub max_kills_per_run: Option<u32>,
+    /// Which steady-state probes watch this monkey's rounds: a list of names, or `false` for none; default all.
+    #[serde(default)]
+    pub steady_state: Option<crate::steady::ProbeChoice>,
 }
 
 impl<'de> Deserialize<'de> for ExecutorConfig {

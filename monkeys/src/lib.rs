@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod doctor;
 pub mod eligibility;
 pub mod error;
+pub mod experiment;
 pub mod gorilla;
 pub mod latency;
 pub mod model;

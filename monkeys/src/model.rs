@@ -58,6 +58,10 @@ pub enum Action {
     ClockSkew,
     /// The run as a whole (used by run-level refusals such as the kill switch).
     Run,
+    /// A steady-state measurement: the baseline, the recovery, the capacity during the fault.
+    Experiment,
+    /// The steady state broke during the fault: the round stopped acting and reverted.
+    Abort,
 }
 
 impl Action {
@@ -76,8 +80,28 @@ impl Action {
             Action::LocaleDrift => "locale_drift",
             Action::ClockSkew => "clock_skew",
             Action::Run => "run",
+            Action::Experiment => "experiment",
+            Action::Abort => "abort",
         }
     }
+
+    /// Every action, for decoding stored names.
+    pub const ALL: [Action; 14] = [
+        Action::Terminate,
+        Action::Isolate,
+        Action::Restore,
+        Action::InjectLatency,
+        Action::RevertLatency,
+        Action::Unhealthy,
+        Action::Recovered,
+        Action::ProbeError,
+        Action::TimezoneDrift,
+        Action::LocaleDrift,
+        Action::ClockSkew,
+        Action::Run,
+        Action::Experiment,
+        Action::Abort,
+    ];
 }
 
 /// How an action ended.
@@ -106,11 +130,11 @@ impl Outcome {
     }
 }
 
-fn monkey_ser<S: serde::Serializer>(m: &MonkeyName, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn monkey_ser<S: serde::Serializer>(m: &MonkeyName, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(m.as_str())
 }
 
-fn monkey_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MonkeyName, D::Error> {
+pub(crate) fn monkey_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MonkeyName, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(serde::de::Error::custom)
 }
@@ -209,6 +233,13 @@ pub struct Report {
     pub summary: BTreeMap<String, serde_json::Value>,
     /// Everything found and done.
     pub findings: Vec<Finding>,
+    /// The steady-state experiment of the run (the one that went worst when several monkeys ran one);
+    /// `null` when no probe watched it.
+    #[serde(default)]
+    pub experiment: Option<crate::experiment::Experiment>,
+    /// Every experiment of the run, one per acting monkey a probe watched; omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub experiments: Vec<crate::experiment::Experiment>,
 }
 
 impl Report {

@@ -15,7 +15,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +93,7 @@ pub struct RunningProxy {
     shutdown: CancellationToken,
     acceptor: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    delaying: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +117,22 @@ impl RunningProxy {
     /// Binds `spec.listen` now and starts accepting; fails with the address named if it is malformed, does not
     /// resolve, or is already in use.
     pub async fn start(spec: ProxySpec) -> Result<RunningProxy, ProxyError> {
+        Self::start_with(spec, true).await
+    }
+
+    /// Like [`RunningProxy::start`], but forwarding without delay until [`RunningProxy::set_delaying`]: a
+    /// steady-state probe sees the service through the proxy before, during and after the fault.
+    pub async fn start_idle(spec: ProxySpec) -> Result<RunningProxy, ProxyError> {
+        Self::start_with(spec, false).await
+    }
+
+    /// Switch the delay on or off; chunks stamped from now on get it (or not).
+    pub fn set_delaying(&self, on: bool) {
+        self.delaying.store(on, Ordering::Relaxed);
+        info!(listen = %self.local_addr, delaying = on, "latency proxy delay switched");
+    }
+
+    async fn start_with(spec: ProxySpec, delaying: bool) -> Result<RunningProxy, ProxyError> {
         let listen_addr = resolve("listen", &spec.listen).await?;
         // Check the upstream now so a typo fails the fault instead of every connection.
         resolve("upstream", &spec.upstream).await?;
@@ -139,9 +156,15 @@ impl RunningProxy {
             jitter_ms = spec.jitter.as_millis() as u64,
             "latency proxy started"
         );
-        let acceptor =
-            tokio::spawn(accept_loop(listener, Arc::new(spec), shutdown.clone(), counters.clone()));
-        Ok(RunningProxy { local_addr, shutdown, acceptor: Some(acceptor), counters })
+        let delaying = Arc::new(AtomicBool::new(delaying));
+        let acceptor = tokio::spawn(accept_loop(
+            listener,
+            Arc::new(spec),
+            shutdown.clone(),
+            counters.clone(),
+            delaying.clone(),
+        ));
+        Ok(RunningProxy { local_addr, shutdown, acceptor: Some(acceptor), counters, delaying })
     }
 
     /// The address actually bound (the real port when `listen` asked for port 0).
@@ -206,6 +229,7 @@ async fn accept_loop(
     spec: Arc<ProxySpec>,
     shutdown: CancellationToken,
     counters: Arc<Counters>,
+    delaying: Arc<AtomicBool>,
 ) {
     let mut connections = JoinSet::new();
     let mut index: u64 = 0;
@@ -218,10 +242,11 @@ async fn accept_loop(
                     let rng = connection_rng(spec.seed, index);
                     index += 1;
                     let (spec, counters, shutdown) = (spec.clone(), counters.clone(), shutdown.clone());
+                    let delaying = delaying.clone();
                     connections.spawn(async move {
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
-                            result = serve(client, &spec, rng, &counters) => match result {
+                            result = serve(client, &spec, rng, &counters, delaying) => match result {
                                 Ok(()) => debug!(client = %peer, "proxied connection closed"),
                                 Err(e) => debug!(client = %peer, error = %e, "proxied connection ended"),
                             },
@@ -258,10 +283,15 @@ struct Latency {
     delay: Duration,
     jitter: Duration,
     rng: ChaCha8Rng,
+    /// Off: forward without delay (an idle proxy measured before and after the fault).
+    delaying: Arc<AtomicBool>,
 }
 
 impl Latency {
     fn sample(&mut self) -> Duration {
+        if !self.delaying.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
         if self.jitter.is_zero() {
             return self.delay;
         }
@@ -287,7 +317,13 @@ enum Down {
     Reset { at: Instant },
 }
 
-async fn serve(client: TcpStream, spec: &ProxySpec, rng: ChaCha8Rng, counters: &Counters) -> io::Result<()> {
+async fn serve(
+    client: TcpStream,
+    spec: &ProxySpec,
+    rng: ChaCha8Rng,
+    counters: &Counters,
+    delaying: Arc<AtomicBool>,
+) -> io::Result<()> {
     let upstream = match TcpStream::connect(spec.upstream.as_str()).await {
         Ok(upstream) => upstream,
         Err(e) => {
@@ -304,7 +340,7 @@ async fn serve(client: TcpStream, spec: &ProxySpec, rng: ChaCha8Rng, counters: &
     let budget = Arc::new(Semaphore::new(MAX_QUEUED_BYTES));
     // The semaphore bounds the bytes; the channel only needs room for what that many bytes can be split into.
     let (queue, due) = mpsc::unbounded_channel();
-    let latency = Latency { delay: spec.delay, jitter: spec.jitter, rng };
+    let latency = Latency { delay: spec.delay, jitter: spec.jitter, rng, delaying };
 
     let up = pump_up(client_read, upstream_write, counters);
     let stamp = stamp_down(upstream_read, latency, queue, budget.clone());
@@ -429,7 +465,17 @@ mod tests {
             delay: Duration::from_millis(delay_ms),
             jitter: Duration::from_millis(jitter_ms),
             rng: connection_rng(seed, index),
+            delaying: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    #[test]
+    fn an_idle_proxy_adds_nothing() {
+        let mut l = latency(100, 20, 1, 0);
+        l.delaying.store(false, Ordering::Relaxed);
+        assert_eq!(l.sample(), Duration::ZERO);
+        l.delaying.store(true, Ordering::Relaxed);
+        assert!(l.sample() > Duration::ZERO);
     }
 
     #[test]

@@ -59,6 +59,8 @@ fn report_of(s: &Sealing, tz: chrono_tz::Tz, now: DateTime<Utc>, summary: Option
         api_calls: summary.map_or(0, |r| r.api_calls),
         summary: summary.map(|r| r.summary.clone()).unwrap_or_default(),
         findings: s.findings.clone(),
+        experiment: summary.and_then(|r| r.experiment.clone()),
+        experiments: summary.map(|r| r.experiments.clone()).unwrap_or_default(),
     }
 }
 

@@ -38,6 +38,8 @@ fn report(id: &str, findings: usize) -> Message {
         api_calls: 0,
         summary: BTreeMap::new(),
         findings: (0..findings).map(f).collect(),
+        experiment: None,
+        experiments: Vec::new(),
     };
     Message::Report { policy: "lab".into(), report }
 }

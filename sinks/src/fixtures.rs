@@ -61,6 +61,8 @@ pub(crate) fn report(findings: Vec<Finding>) -> Report {
         api_calls: 0,
         summary: Default::default(),
         findings,
+        experiment: None,
+        experiments: Vec::new(),
     }
 }
 

@@ -56,6 +56,13 @@ struct ActionLabels {
     outcome: String,
 }
 
+/// Labels of `simian_experiment_capacity_ratio`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProbeLabels {
+    monkey: String,
+    probe: String,
+}
+
 /// The `monkey` label.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct MonkeyLabel {
@@ -85,6 +92,8 @@ pub struct Metrics {
     last_run: Gauge<f64, AtomicU64>,
     probe_seconds: Histogram,
     run_seconds: Family<MonkeyLabel, Histogram, fn() -> Histogram>,
+    capacity: Family<ProbeLabels, Gauge<f64, AtomicU64>>,
+    aborts: Family<MonkeyLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -142,8 +151,22 @@ impl Metrics {
             Unit::Seconds,
             run_seconds.clone(),
         );
+        let capacity = Family::<ProbeLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "simian_experiment_capacity_ratio",
+            "Throughput during the last fault over throughput at baseline, by monkey and HTTP probe",
+            capacity.clone(),
+        );
+        let aborts = Family::<MonkeyLabel, Counter>::default();
+        registry.register(
+            "simian_experiment_aborts",
+            "Rounds aborted and reverted because the steady state broke, by monkey",
+            aborts.clone(),
+        );
         Metrics {
             registry,
+            capacity,
+            aborts,
             actions,
             unhealthy,
             active_faults,
@@ -168,6 +191,15 @@ impl Metrics {
             let missing = t.count.saturating_sub(counter.get());
             counter.inc_by(missing);
         }
+        // Every abort is also an `abort` finding: the store's totals seed the abort counter too.
+        let mut aborts: BTreeMap<&str, u64> = BTreeMap::new();
+        for t in totals.iter().filter(|t| t.action == "abort") {
+            *aborts.entry(t.monkey.as_str()).or_default() += t.count;
+        }
+        for (monkey, count) in aborts {
+            let counter = self.aborts.get_or_create(&MonkeyLabel::new(monkey));
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
     }
 
     /// Like [`Metrics::record_report`] for a round of one known monkey (the daemon's rounds), so a round
@@ -189,6 +221,17 @@ impl Metrics {
                 outcome: f.outcome.as_str().to_string(),
             };
             self.actions.get_or_create(&labels).inc();
+            if f.action == simian_monkeys::Action::Abort {
+                self.aborts.get_or_create(&MonkeyLabel::new(f.monkey.as_str())).inc();
+            }
+        }
+        for e in &report.experiments {
+            for p in &e.probes {
+                if let Some(c) = p.capacity {
+                    let labels = ProbeLabels { monkey: e.monkey.as_str().to_string(), probe: p.name.clone() };
+                    self.capacity.get_or_create(&labels).set(c);
+                }
+            }
         }
         let seconds = (report.finished_at - report.started_at).num_milliseconds().max(0) as f64 / 1000.0;
         self.run_seconds.get_or_create(&MonkeyLabel::new(monkey)).observe(seconds);
@@ -452,6 +495,8 @@ mod tests {
             api_calls: 0,
             summary: BTreeMap::new(),
             findings,
+            experiment: None,
+            experiments: Vec::new(),
         }
     }
 

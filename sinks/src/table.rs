@@ -112,6 +112,21 @@ pub fn render_report(r: &Report, color: bool) -> String {
         count(Outcome::Failed),
         count(Outcome::Skipped)
     );
+    for e in &r.experiments {
+        let _ = writeln!(
+            out,
+            "experiment ({}): {}{}",
+            e.monkey,
+            e.verdict.as_str(),
+            e.recovered_after_s.map_or(String::new(), |s| format!(", recovered after {s:.1}s"))
+        );
+        for p in &e.probes {
+            let _ = writeln!(out, "  {}", crate::text::printable(&p.line()));
+            if let Some(c) = p.capacity {
+                let _ = writeln!(out, "  {}", simian_monkeys::experiment::capacity_line(c));
+            }
+        }
+    }
     out
 }
 

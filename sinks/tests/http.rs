@@ -45,6 +45,8 @@ fn report(n: usize) -> Message {
             api_calls: 0,
             summary: Default::default(),
             findings,
+            experiment: None,
+            experiments: Vec::new(),
         },
     }
 }

@@ -37,6 +37,8 @@ fn report(findings: Vec<Finding>) -> Report {
         api_calls: 2,
         summary: BTreeMap::new(),
         findings,
+        experiment: None,
+        experiments: Vec::new(),
     }
 }
 

@@ -13,8 +13,10 @@
 #![allow(clippy::disallowed_methods)]
 #![forbid(unsafe_code)]
 
+pub mod prometheus;
 pub mod pushgateway;
 pub mod receiver;
+pub mod service;
 pub mod sshd;
 pub mod vm;
 

@@ -7,6 +7,7 @@
 mod calendar;
 mod monkeys;
 mod sinks;
+mod steady;
 mod targets;
 
 pub use calendar::CalendarSpec;
@@ -36,6 +37,8 @@ pub(crate) struct Resolved {
     pub calendar: Option<CalendarSpec>,
     /// Each configured monkey's schedule.
     pub schedules: BTreeMap<MonkeyName, Cron>,
+    /// `steady_state:` resolved.
+    pub steady_state: Option<crate::steady::SteadyState>,
 }
 
 /// Checks `policy` and resolves its paths against `base_dir`; returns every problem found.
@@ -78,7 +81,8 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (
     targets(&policy.targets, &mut issues);
     sinks(policy, &mut issues);
     let schedules = monkeys(policy, all_targets, &mut issues);
-    let resolved = Resolved { tz, store_path, kill_switch, calendar, schedules };
+    let steady_state = steady::steady_state(policy, &mut issues);
+    let resolved = Resolved { tz, store_path, kill_switch, calendar, schedules, steady_state };
     (resolved, issues)
 }
 

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use chrono::{DateTime, Utc};
 use simian_config::{ChaosConfig, LoadedPolicy};
 
+use super::experiment::Go;
 use super::gate::{Journal, Permit, Refusal};
 use super::{Out, Round, RunError};
 use crate::calendar::Calendar;
@@ -79,6 +80,9 @@ impl<A: Actuator> Round<'_, '_, A> {
                 Decision::Kill { victim, eligible } => victims.push((victim, eligible)),
             }
         }
+        if !victims.is_empty() && self.baseline(m, cfg.steady_state.as_ref(), out).await? == Go::Stop {
+            return Ok(());
+        }
         // Victims go in batches of what their target terminates in one call (a cloud API call; one host
         // at a time on `hosts`), and the gate sees every victim right before its batch: a kill switch or
         // SIGTERM during one kill stops the next.
@@ -144,7 +148,9 @@ impl<A: Actuator> Round<'_, '_, A> {
                 });
             }
         }
-        Ok(())
+        // The fault phase of the experiment: `observe` after the kills, then the recovery.
+        self.observe(m, out).await?;
+        self.conclude(m, out).await
     }
 }
 

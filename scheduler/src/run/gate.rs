@@ -87,6 +87,9 @@ impl<A: Actuator> Round<'_, '_, A> {
         if self.opts.shutdown.is_cancelled() {
             return refused("simian is shutting down (signal); not acting".into());
         }
+        if let Some(why) = self.abort_refusal() {
+            return refused(why);
+        }
         let fresh = match (self.ctx.reload)() {
             Ok(p) => p,
             Err(e) => return refused(format!("policy no longer loads, refusing to act: {e}")),

@@ -7,6 +7,7 @@ use simian_monkeys::gorilla::{self, GorillaPlan, ZoneChoice};
 use simian_monkeys::{Action, Actuator, Finding, Instance, Mode, Outcome, Severity};
 use tracing::info;
 
+use super::experiment::Go;
 use super::gate::{Journal, Refusal};
 use super::{Out, Round, RunError};
 
@@ -78,6 +79,9 @@ impl<A: Actuator> Round<'_, '_, A> {
                 details: Default::default(),
             });
         }
+        if self.baseline(m, cfg.steady_state.as_ref(), out).await? == Go::Stop {
+            return Ok(());
+        }
         if self.mode == Mode::DryRun {
             for v in &victims {
                 out.push(Finding::about(
@@ -92,9 +96,13 @@ impl<A: Actuator> Round<'_, '_, A> {
             return Ok(());
         }
         match cfg.action {
-            GorillaAction::Terminate => self.gorilla_terminate(&victims, out).await,
-            GorillaAction::Isolate => self.gorilla_isolate(&zone, &victims, duration, out).await,
+            GorillaAction::Terminate => {
+                self.gorilla_terminate(&victims, out).await?;
+                self.observe(m, out).await?;
+            }
+            GorillaAction::Isolate => self.gorilla_isolate(&zone, &victims, duration, out).await?,
         }
+        self.conclude(m, out).await
     }
 
     /// The gate's refusal as a finding.
@@ -261,6 +269,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             out.push(cut);
             self.hold(until, "isolate", out).await?;
         }
+        self.report_abort(m, out);
         self.revert_mine(out).await
     }
 }

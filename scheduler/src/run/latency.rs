@@ -13,6 +13,7 @@ use simian_monkeys::{Action, Actuator, Finding, Instance, Mode, Outcome, Severit
 use simian_proxy::{ProxySpec, RunningProxy};
 use tracing::{info, warn};
 
+use super::experiment::Go;
 use super::gate::{Journal, Refusal};
 use super::{Out, Round, RunError};
 
@@ -66,14 +67,43 @@ impl<A: Actuator> Round<'_, '_, A> {
         rng: &mut ChaCha8Rng,
         out: &mut Out<'_>,
     ) -> Result<(), RunError> {
-        let deadline = crate::clock::add(self.clock().now(), duration);
-        let about = |outcome, severity, listen: &str, upstream: &str, msg: String| {
+        let about = |outcome, severity, listen: &str, upstream: &str, msg: String, deadline| {
             let mut f = Finding::run_level(M, outcome, severity, msg);
             f.action = Action::InjectLatency;
             f.instance = Some(listen.to_string());
             f.target = Some(format!("proxy → {upstream}"));
             with_details(f, details("proxy", netem, deadline))
         };
+        // Under a steady-state experiment the proxies listen, without delay, from the start of the baseline to
+        // the end of the recovery, so a probe pointed at them sees all three phases.
+        let watched =
+            self.policy.steady_state.as_ref().and_then(|s| s.for_monkey(cfg.steady_state.as_ref())).is_some();
+        let mut idle = Vec::new();
+        if watched {
+            for p in &cfg.proxies {
+                match RunningProxy::start_idle(self.proxy_spec(p, netem, rng)).await {
+                    Ok(proxy) => idle.push((p, proxy)),
+                    Err(e) => {
+                        let at = self.clock().now();
+                        out.push(about(
+                            Outcome::Failed,
+                            Severity::Critical,
+                            &p.listen,
+                            &p.upstream,
+                            format!("cannot start proxy: {e}"),
+                            at,
+                        ))
+                    }
+                }
+            }
+        }
+        if self.baseline(M, cfg.steady_state.as_ref(), out).await? == Go::Stop {
+            for (_, proxy) in idle {
+                proxy.stop().await;
+            }
+            return Ok(());
+        }
+        let deadline = crate::clock::add(self.clock().now(), duration);
         if self.mode == Mode::DryRun {
             for p in &cfg.proxies {
                 out.push(about(
@@ -87,40 +117,50 @@ impl<A: Actuator> Round<'_, '_, A> {
                         p.upstream,
                         simian_config::Duration(duration)
                     ),
+                    deadline,
                 ));
+            }
+            for (_, proxy) in idle {
+                proxy.stop().await;
             }
             return Ok(());
         }
+        let mut candidates: Vec<(&simian_config::ProxyConfig, Option<RunningProxy>)> = if watched {
+            idle.into_iter().map(|(p, proxy)| (p, Some(proxy))).collect()
+        } else {
+            cfg.proxies.iter().map(|p| (p, None)).collect()
+        };
         let mut running = Vec::new();
-        for p in &cfg.proxies {
+        for (p, proxy) in candidates.drain(..) {
             // A proxy lives and dies with this process: nothing to journal, but the gate still decides.
-            match self.gate(M, None, Journal::Nothing)? {
-                Ok(_) => {}
-                Err(why) => {
-                    let why = match why {
-                        Refusal::DryRun => "dry-run".to_string(),
-                        Refusal::Refused(why) => why,
-                    };
-                    out.push(about(
-                        Outcome::Skipped,
-                        Severity::Info,
-                        &p.listen,
-                        &p.upstream,
-                        format!("guard re-check refused: {why}"),
-                    ));
-                    continue;
+            if let Err(why) = self.gate(M, None, Journal::Nothing)? {
+                let why = match why {
+                    Refusal::DryRun => "dry-run".to_string(),
+                    Refusal::Refused(why) => why,
+                };
+                out.push(about(
+                    Outcome::Skipped,
+                    Severity::Info,
+                    &p.listen,
+                    &p.upstream,
+                    format!("guard re-check refused: {why}"),
+                    deadline,
+                ));
+                if let Some(proxy) = proxy {
+                    proxy.stop().await;
                 }
+                continue;
             }
-            let spec = ProxySpec {
-                listen: p.listen.clone(),
-                upstream: p.upstream.clone(),
-                delay: netem.delay,
-                jitter: netem.jitter,
-                seed: rng.random(),
+            let started = match proxy {
+                Some(proxy) => {
+                    proxy.set_delaying(true);
+                    Ok(proxy)
+                }
+                None => RunningProxy::start(self.proxy_spec(p, netem, rng)).await,
             };
-            match RunningProxy::start(spec).await {
+            match started {
                 Ok(proxy) => {
-                    info!(listen = %p.listen, upstream = %p.upstream, "latency proxy started");
+                    info!(listen = %p.listen, upstream = %p.upstream, "latency proxy delaying");
                     out.push(about(
                         Outcome::Done,
                         Severity::Warning,
@@ -132,6 +172,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                             p.upstream,
                             deadline.with_timezone(&self.policy.tz).to_rfc3339()
                         ),
+                        deadline,
                     ));
                     running.push((p, proxy));
                 }
@@ -141,11 +182,32 @@ impl<A: Actuator> Round<'_, '_, A> {
                     &p.listen,
                     &p.upstream,
                     format!("cannot start proxy: {e}"),
+                    deadline,
                 )),
             }
         }
         if !running.is_empty() {
             self.hold(deadline, "latency", out).await?;
+        }
+        self.report_abort(M, out);
+        if watched {
+            for (p, proxy) in &running {
+                proxy.set_delaying(false);
+                let mut f = about(
+                    Outcome::Done,
+                    Severity::Info,
+                    &p.listen,
+                    &p.upstream,
+                    format!(
+                        "delay removed; proxy {} → {} keeps listening for the recovery",
+                        p.listen, p.upstream
+                    ),
+                    deadline,
+                );
+                f.action = Action::RevertLatency;
+                out.push(f);
+            }
+            self.conclude(M, out).await?;
         }
         for (p, proxy) in running {
             let stats = proxy.stop().await;
@@ -158,11 +220,23 @@ impl<A: Actuator> Round<'_, '_, A> {
                     "proxy stopped and listener released ({} connection(s), {} bytes up, {} bytes down)",
                     stats.connections, stats.bytes_up, stats.bytes_down
                 ),
+                deadline,
             );
-            f.action = Action::RevertLatency;
+            // Under an experiment the delay was already removed (and reported) before the recovery.
+            f.action = if watched { Action::Run } else { Action::RevertLatency };
             out.push(f);
         }
         Ok(())
+    }
+
+    fn proxy_spec(&self, p: &simian_config::ProxyConfig, netem: &Netem, rng: &mut ChaCha8Rng) -> ProxySpec {
+        ProxySpec {
+            listen: p.listen.clone(),
+            upstream: p.upstream.clone(),
+            delay: netem.delay,
+            jitter: netem.jitter,
+            seed: rng.random(),
+        }
     }
 
     async fn latency_tc(
@@ -183,6 +257,9 @@ impl<A: Actuator> Round<'_, '_, A> {
         let chosen = lat::choose(&part.eligible, cfg.hosts_per_group, rng);
         if chosen.is_empty() {
             out.push(Finding::run_level(M, Outcome::Skipped, Severity::Info, "no eligible instances"));
+            return Ok(());
+        }
+        if self.baseline(M, cfg.steady_state.as_ref(), out).await? == Go::Stop {
             return Ok(());
         }
         let deadline = crate::clock::add(self.clock().now(), duration);
@@ -221,7 +298,9 @@ impl<A: Actuator> Round<'_, '_, A> {
         if applied > 0 {
             self.hold(deadline, "latency", out).await?;
         }
-        self.revert_mine(out).await
+        self.report_abort(M, out);
+        self.revert_mine(out).await?;
+        self.conclude(M, out).await
     }
 
     /// Run a read-only argv on `v` (checks and read-backs); a spawn/ssh failure or a non-zero exit becomes

@@ -3,6 +3,7 @@
 
 mod chaos;
 mod doctor;
+mod experiment;
 mod gate;
 mod gorilla;
 mod latency;
@@ -233,6 +234,14 @@ pub(crate) struct Round<'a, 'c, A: Actuator> {
     /// Kills granted so far in this run, against `max_kills_per_run` (Chaos and Doctor share it).
     kills: u32,
     summary: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Cancelled when the current monkey's steady-state experiment aborts its round.
+    abort: CancellationToken,
+    /// Whether the abort finding of the current round is out.
+    abort_reported: bool,
+    /// The current monkey's running experiment.
+    experiment: Option<simian_probes::Experiment>,
+    /// Every experiment of this run, for the report.
+    experiments: Vec<simian_monkeys::experiment::Experiment>,
 }
 
 impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
@@ -248,7 +257,21 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         let run_id = uuid::Uuid::new_v4().to_string();
         store.begin_run(&run_id, seed, mode, now)?;
         info!(run_id = %run_id, seed, mode = mode.as_str(), "run started");
-        Ok(Round { policy, opts, ctx, store, run_id, mode, now, kills: 0, summary: Default::default() })
+        Ok(Round {
+            policy,
+            opts,
+            ctx,
+            store,
+            run_id,
+            mode,
+            now,
+            kills: 0,
+            summary: Default::default(),
+            abort: CancellationToken::new(),
+            abort_reported: false,
+            experiment: None,
+            experiments: Vec::new(),
+        })
     }
 
     /// Where this run's findings go: a connection of its own, so findings are recorded the moment they
@@ -313,15 +336,24 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         Ok(simian_monkeys::eligibility::partition(inventory, &|t| opt_in_for(self.policy, t), &excl))
     }
 
-    /// Hold a fault until `deadline`, or less if a signal arrives; then the caller reverts. What was found
-    /// so far is delivered first: chat hears of the fault when it starts, not when it ends.
+    /// Hold a fault until `deadline`, or less if a signal arrives or the steady-state experiment aborts;
+    /// then the caller reverts. What was found so far is delivered first: chat hears of the fault when it
+    /// starts, not when it ends.
     async fn hold(&self, deadline: DateTime<Utc>, what: &str, out: &mut Out<'_>) -> Result<(), RunError> {
         out.flush().await?;
         let wait = (deadline - self.clock().now()).to_std().unwrap_or_default();
         info!(seconds = wait.as_secs(), fault = what, "holding fault");
+        // The experiment's "during" figures cover the hold itself: the fault fully in place.
+        if let Some(e) = &self.experiment {
+            e.fault_in_place();
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = self.opts.shutdown.cancelled() => tracing::warn!(fault = what, "signal received: reverting now"),
+            _ = self.abort.cancelled() => tracing::warn!(fault = what, "steady state broke: reverting now"),
+        }
+        if let Some(e) = &self.experiment {
+            e.pause();
         }
         Ok(())
     }
@@ -353,6 +385,8 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
             api_calls: 0,
             summary: self.summary,
             findings: Vec::new(),
+            experiment: experiment::worst(&self.experiments),
+            experiments: self.experiments,
         };
         let flushed = out.flush_with(Some(&report)).await;
         result?;

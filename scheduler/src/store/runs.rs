@@ -231,22 +231,7 @@ fn decode(
     severity: &str,
 ) -> Option<(MonkeyName, Action, Outcome, Severity)> {
     let monkey = monkey.parse().ok()?;
-    let action = [
-        Action::Terminate,
-        Action::Isolate,
-        Action::Restore,
-        Action::InjectLatency,
-        Action::RevertLatency,
-        Action::Unhealthy,
-        Action::Recovered,
-        Action::ProbeError,
-        Action::TimezoneDrift,
-        Action::LocaleDrift,
-        Action::ClockSkew,
-        Action::Run,
-    ]
-    .into_iter()
-    .find(|a| a.as_str() == action)?;
+    let action = Action::ALL.into_iter().find(|a| a.as_str() == action)?;
     let outcome = [Outcome::Planned, Outcome::Done, Outcome::Failed, Outcome::Skipped]
         .into_iter()
         .find(|o| o.as_str() == outcome)?;
