@@ -47,8 +47,6 @@ impl<A: Actuator> Round<'_, '_, A> {
         choice: Option<&ProbeChoice>,
         out: &mut Out<'_>,
     ) -> Result<Go, RunError> {
-        self.abort = tokio_util::sync::CancellationToken::new();
-        self.abort_reported = false;
         let Some(ss) = self.policy.steady_state.as_ref().and_then(|s| s.for_monkey(choice)) else {
             return Ok(Go::Ahead);
         };

@@ -189,6 +189,7 @@ pub async fn run_once<A: Actuator>(
             opts.monkeys.clone()
         };
         for monkey in monkeys {
+            round.next_monkey();
             match monkey {
                 MonkeyName::Chaos => round.chaos(&mut rng, &mut out).await?,
                 MonkeyName::Gorilla => round.gorilla(&mut rng, &mut out).await?,
@@ -356,6 +357,13 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
             e.pause();
         }
         Ok(())
+    }
+
+    /// A new monkey's round: an experiment's abort ends the round it happened in, not the rest of the run.
+    fn next_monkey(&mut self) {
+        self.abort = CancellationToken::new();
+        self.abort_reported = false;
+        self.experiment = None;
     }
 
     /// Revert every fault this run journaled that is still open.
