@@ -485,6 +485,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn experiments_set_capacity_and_count_aborts() {
+        use simian_monkeys::experiment::{Experiment, ProbeResult, Verdict};
+        let m = Metrics::new();
+        let mut r = report(vec![finding(MonkeyName::Gorilla, Action::Abort, Outcome::Done)]);
+        r.experiments = vec![Experiment {
+            monkey: MonkeyName::Gorilla,
+            verdict: Verdict::Aborted,
+            recovered_after_s: Some(2.0),
+            probes: vec![ProbeResult {
+                name: "checkout".into(),
+                kind: "http".into(),
+                baseline: None,
+                during: None,
+                recovery: None,
+                capacity: Some(0.54),
+                breaches: Vec::new(),
+            }],
+        }];
+        m.record_report(&r);
+        let text = m.encode();
+        assert!(
+            text.contains("simian_experiment_capacity_ratio{monkey=\"gorilla\",probe=\"checkout\"} 0.54"),
+            "{text}"
+        );
+        assert!(text.contains("simian_experiment_aborts_total{monkey=\"gorilla\"} 1"), "{text}");
+        // Restarted: the store's totals seed the abort counter.
+        let fresh = Metrics::new();
+        fresh.seed_actions(&[ActionTotal {
+            monkey: "chaos".into(),
+            action: "abort".into(),
+            outcome: "done".into(),
+            count: 3,
+        }]);
+        assert!(fresh.encode().contains("simian_experiment_aborts_total{monkey=\"chaos\"} 3"));
+    }
+
     fn report(findings: Vec<Finding>) -> Report {
         Report {
             run_id: "r1".into(),
