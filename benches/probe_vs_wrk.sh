@@ -28,7 +28,9 @@ tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 printf '| server | tool | requests/s | p50 | p99 |\n|---|---|---|---|---|\n'
 for service in 0s 5ms; do
+  rm -f "$tmp/port"
   "$bin" demo-instance --id bench --address 127.0.0.1 --service-time "$service" >"$tmp/port" &
+  server=$!
   for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
   port=$(head -1 "$tmp/port")
   cat >"$tmp/p.yaml" <<YAML
@@ -50,6 +52,6 @@ PY
   p50=$(awk '$1=="50%" {print $2}' "$tmp/wrk.txt")
   p99=$(awk '$1=="99%" {print $2}' "$tmp/wrk.txt")
   printf '| %s | wrk --latency | %.0f | %s | %s |\n' "$service" "$rps" "$p50" "$p99"
-  kill %1 2>/dev/null || true
-  wait 2>/dev/null || true
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
 done
