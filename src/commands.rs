@@ -248,14 +248,7 @@ pub async fn probe(a: ProbeArgs) -> Result<ExitCode> {
                 };
                 println!("{} ({}): {figures}", simian_sinks::text::printable(&m.name), m.kind);
                 for t in &m.tolerances {
-                    let metric: Metric = match t.metric.as_str() {
-                        "error_rate" => Metric::ErrorRate,
-                        "p50" => Metric::P50,
-                        "p99" => Metric::P99,
-                        "throughput" => Metric::Throughput,
-                        _ => Metric::Value,
-                    };
-                    let value = t.value.map_or("no value".to_string(), |v| metric.show(v));
+                    let value = t.value.map_or("no value".to_string(), |v| t.metric.show(v));
                     let verdict = match t.status {
                         "relative" => format!("judged against a round's baseline (now {value})"),
                         s => format!("{s} ({value})"),

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::http::{worker, Pacer, Request};
 use crate::prometheus::Query;
-use crate::stats::{metric_value, HttpSamples, Values};
+use crate::stats::{HttpSamples, Values};
 use crate::ProbeError;
 
 /// "Now" for breach times (the engine's clock), and the policy's timezone to show them in.
@@ -99,6 +99,13 @@ impl Recorder {
         f(&mut self.window);
     }
 
+    /// The current phase's figures end at `now` (if they have not ended already).
+    fn end_phase(&mut self, now: Instant) {
+        if let Some((_, _, end)) = &mut self.phases[self.phase.index()] {
+            end.get_or_insert(now);
+        }
+    }
+
     fn phase_stats(&self, phase: Phase) -> Option<PhaseStats> {
         let (s, start, end) = self.phases[phase.index()].as_ref()?;
         Some(s.stats(end.unwrap_or_else(Instant::now).saturating_duration_since(*start)))
@@ -141,19 +148,18 @@ impl Inner {
     fn check(&self, phase: Phase) -> Vec<(usize, Breach)> {
         let mut out = Vec::new();
         for (i, p) in self.probes.iter().enumerate() {
-            let (window, baseline) = {
+            let (window, base, err) = {
                 let mut rec = p.rec();
                 let now = Instant::now();
                 let window = rec.window.stats(now.saturating_duration_since(rec.window_start));
                 let err = rec.window.last_error().map(str::to_string);
                 rec.window = Samples::empty(&p.probe.kind);
                 rec.window_start = now;
-                (window.clone(), (rec.phase_stats(Phase::Baseline), err))
+                (window, rec.phase_stats(Phase::Baseline), err)
             };
-            let (base, err) = baseline;
             for (metric, tol) in &p.probe.tolerances {
-                let value = metric_value(&window, *metric);
-                let b = base.as_ref().map(|b| metric_value(b, *metric));
+                let value = window.metric(*metric);
+                let b = base.as_ref().map(|b| b.metric(*metric));
                 if !tol.holds(value, b) {
                     out.push((
                         i,
@@ -301,10 +307,7 @@ impl Experiment {
         let now = Instant::now();
         for p in &self.inner.probes {
             let mut rec = p.rec();
-            let cur = rec.phase.index();
-            if let Some((_, _, end)) = &mut rec.phases[cur] {
-                end.get_or_insert(now);
-            }
+            rec.end_phase(now);
             rec.phase = phase;
             rec.phases[phase.index()] = Some((Samples::empty(&p.probe.kind), now, None));
             rec.window = Samples::empty(&p.probe.kind);
@@ -317,10 +320,7 @@ impl Experiment {
         let now = Instant::now();
         for p in &self.inner.probes {
             let mut rec = p.rec();
-            let cur = rec.phase.index();
-            if let Some((_, _, end)) = &mut rec.phases[cur] {
-                end.get_or_insert(now);
-            }
+            rec.end_phase(now);
         }
     }
 
@@ -349,7 +349,7 @@ impl Experiment {
             };
             let Some(stats) = stats else { continue };
             for (metric, tol) in p.probe.tolerances.iter().filter(|(_, t)| !t.is_relative()) {
-                let v = metric_value(&stats, *metric);
+                let v = stats.metric(*metric);
                 if !tol.holds(v, None) {
                     out.push(self.inner.breach(
                         Phase::Baseline,
@@ -448,10 +448,7 @@ impl Experiment {
         let now = Instant::now();
         for p in &self.inner.probes {
             let mut rec = p.rec();
-            let cur = rec.phase.index();
-            if let Some((_, _, end)) = &mut rec.phases[cur] {
-                end.get_or_insert(now);
-            }
+            rec.end_phase(now);
         }
         self.stop.cancel();
         for t in self.tasks.drain(..) {

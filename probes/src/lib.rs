@@ -47,7 +47,7 @@ pub struct Measured {
 #[derive(Debug, Clone, Serialize)]
 pub struct Judged {
     /// The metric.
-    pub metric: String,
+    pub metric: simian_config::Metric,
     /// As written.
     pub tolerance: String,
     /// `holds`, `breaks` or `relative`.
@@ -79,9 +79,9 @@ pub async fn measure(
                 .tolerances
                 .iter()
                 .map(|(m, t)| {
-                    let v = r.baseline.as_ref().map_or(f64::NAN, |s| stats::metric_value(s, *m));
+                    let v = r.baseline.as_ref().map_or(f64::NAN, |s| s.metric(*m));
                     Judged {
-                        metric: m.as_str().to_string(),
+                        metric: *m,
                         tolerance: t.text.clone(),
                         status: if t.is_relative() {
                             "relative"

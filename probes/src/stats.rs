@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use simian_config::Metric;
-use simian_monkeys::experiment::{HttpStats, PhaseStats, ValueStats};
+use simian_monkeys::experiment::{HttpStats, ValueStats};
 
 /// Latencies are kept in microseconds from 1 µs to 1 h at 3 significant digits.
 const MAX_MICROS: u64 = 3_600_000_000;
@@ -91,11 +90,6 @@ impl Values {
             samples: self.n,
         }
     }
-}
-
-/// The value of `metric` in a phase's figures (NaN when it has none).
-pub fn metric_value(stats: &PhaseStats, metric: Metric) -> f64 {
-    stats.metric(metric)
 }
 
 #[cfg(test)]
