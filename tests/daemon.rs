@@ -221,3 +221,34 @@ fn the_days_plan_is_posted_once_inside_the_announce_window() {
     d.signal("-TERM");
     assert_eq!(d.wait_exit(30).0, Some(0), "{}", d.log());
 }
+
+/// A policy of `n` hosts, none opted in, Chaos Monkey once a year: a large file that changes nothing.
+fn large_policy(dir: &std::path::Path, n: usize) -> String {
+    let mut text = format!(
+        "version: 1\nstore: {}\ntargets:\n  - type: hosts\n    name: big\n    terminate: [\"true\"]\n    hosts:\n",
+        dir.join("simian.db").display()
+    );
+    for i in 0..n {
+        text.push_str(&format!("      - {{ id: h{i}, address: 127.0.0.1, group: g{}, zone: a }}\n", i / 10));
+    }
+    text + "monkeys:\n  chaos:\n    schedule: \"0 0 1 1 *\"\n"
+}
+
+#[test]
+fn a_slow_reload_never_holds_up_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start();
+    let pol = dir.path().join("simian.yaml");
+    std::fs::write(&pol, large_policy(dir.path(), 1)).unwrap();
+    let mut d = Daemon::start(&pol, &rx);
+    // 250,000 hosts: this (debug) build reads them for many seconds on a blocking thread.
+    std::fs::write(&pol, large_policy(dir.path(), 250_000)).unwrap();
+    d.signal("-HUP");
+    assert!(d.wait_log("SIGHUP", 10), "{}", d.log());
+    assert_eq!(d.get("/healthz").0, 200, "the loop answers while the policy is read");
+    d.signal("-TERM");
+    let (code, took) = d.wait_exit(30);
+    assert_eq!(code, Some(0), "{}", d.log());
+    assert!(!d.log().contains("policy reloaded"), "the read was meant to outlast SIGTERM:\n{}", d.log());
+    assert!(took < Duration::from_secs(5), "SIGTERM waited {took:?} for the reload:\n{}", d.log());
+}

@@ -8,13 +8,16 @@ mod load;
 mod locate;
 pub mod schema;
 pub mod steady;
+mod stream;
 mod structural;
 pub mod template;
 mod validate;
 mod yaml;
 
 pub use duration::{Duration, Percent};
-pub use load::{load, load_str, CalendarSpec, LoadedPolicy, PolicyError, PolicyErrors};
+pub use load::{
+    load, load_str, CalendarSpec, LoadedPolicy, PolicyError, PolicyErrors, MAX_DEPTH, MAX_POLICY_BYTES,
+};
 pub use schema::*;
 pub use steady::{Metric, ProbeChoice, Rate, SteadyState, Tolerance};
 

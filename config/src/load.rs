@@ -12,7 +12,7 @@ use crate::cron5::Cron;
 use crate::locate::{key, path_string, Issue, Locator, Seg};
 use crate::schema::{
     AwsEc2Target, HostsTarget, JsonlSink, LogSink, Policy, PrometheusSink, SinkConfig, SlackSink,
-    TargetConfig, WebhookSink,
+    TargetConfig, TypeFirst, WebhookSink,
 };
 use crate::structural::{closest, deserialize_fixing, Ctx};
 use crate::yaml::{self, Value};
@@ -101,10 +101,10 @@ impl LoadedPolicy {
 }
 
 /// The target `type`s a policy may use; the single list the error messages quote.
-const TARGET_TYPES: [&str; 2] = ["hosts", "aws_ec2"];
+const TARGET_TYPES: &[&str] = <TargetConfig as TypeFirst>::TYPES;
 
 /// The sink `type`s a policy may use.
-const SINK_TYPES: [&str; 5] = ["log", "jsonl", "slack", "webhook", "prometheus"];
+const SINK_TYPES: &[&str] = <SinkConfig as TypeFirst>::TYPES;
 
 /// Read and validate a policy file.
 ///
@@ -112,7 +112,7 @@ const SINK_TYPES: [&str; 5] = ["log", "jsonl", "slack", "webhook", "prometheus"]
 /// `path` as given.
 pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyErrors> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         PolicyErrors(vec![PolicyError {
             file: name.clone(),
             location: None,
@@ -120,7 +120,20 @@ pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyErrors> {
             message: format!("cannot read policy: {e}"),
             hint: Some("pass --policy FILE or set SIMIAN_POLICY".into()),
         }])
-    })?;
+    };
+    // Read at most one byte over the limit, so a huge file (or an endless one, like /dev/zero) costs nothing.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_POLICY_BYTES as u64 + 1), &mut bytes)
+        })
+        .map_err(unreadable)?;
+    if bytes.len() > MAX_POLICY_BYTES {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(bytes.len() as u64);
+        return Err(PolicyErrors(vec![too_big(&name, len)]));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -141,7 +154,36 @@ pub fn load_str(
     load_inner(name, text, base_dir, env, base_dir.join(name))
 }
 
+/// The largest policy file read: a 100,000-host policy is about 10 MiB; a bigger file is most likely not a
+/// policy, and reading it would cost seconds and gigabytes.
+pub const MAX_POLICY_BYTES: usize = 32 << 20;
+
+/// The deepest nesting a policy may have: real ones need six levels; deeper input is refused before it can
+/// cost more than a linear scan.
+pub const MAX_DEPTH: usize = 32;
+
 fn load_inner(
+    name: &str,
+    text: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    path: PathBuf,
+) -> Result<LoadedPolicy, PolicyErrors> {
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(PolicyErrors(vec![too_big(name, text.len() as u64)]));
+    }
+    // A valid policy is read straight into its structs; the tree path below only runs to explain errors.
+    if let Ok(policy) = crate::stream::read::<Policy>(text, env) {
+        let (resolved, semantic) = crate::validate::validate(&policy, base_dir, true);
+        let locator = if semantic.is_empty() { Locator::default() } else { Locator::build(text) };
+        let errors = locate_issues(name, &locator, semantic, 0, &HashSet::new());
+        return conclude(name, errors, Some((policy, resolved)), base_dir, path);
+    }
+    load_tree(name, text, base_dir, env, path)
+}
+
+/// The tree path: parse into a value tree, expand, deserialize cutting out bad nodes, validate, locate.
+fn load_tree(
     name: &str,
     text: &str,
     base_dir: &Path,
@@ -152,6 +194,11 @@ fn load_inner(
         PolicyError { file: name.to_string(), location, path, message, hint }
     };
     let mut locator = Locator::build(text);
+    if let Some(at) = locator.too_deep {
+        let message = format!("nested deeper than {MAX_DEPTH} levels");
+        let hint = Some("a policy needs about six levels; is this the policy file?".to_string());
+        return Err(PolicyErrors(vec![error(Some(at), String::new(), message, hint)]));
+    }
     let mut root = match yaml::parse(text) {
         Ok(v) => v,
         Err(e) if e.message.starts_with("duplicate entry") && !locator.duplicates.is_empty() => {
@@ -248,6 +295,19 @@ fn load_inner(
         (p, resolved)
     });
 
+    let errors = locate_issues(name, &locator, issues, env_count, &tainted);
+    conclude(name, errors, resolved, base_dir, path)
+}
+
+/// Gives each issue its file position, in file order; issues on values whose `${VAR}` failed (after the
+/// first `env_count`, which say so) are dropped.
+fn locate_issues(
+    name: &str,
+    locator: &Locator,
+    issues: Vec<Issue>,
+    env_count: usize,
+    tainted: &HashSet<String>,
+) -> Vec<PolicyError> {
     let mut errors: Vec<PolicyError> = Vec::new();
     for (n, issue) in issues.into_iter().enumerate() {
         let p = path_string(&issue.segs);
@@ -264,12 +324,29 @@ fn load_inner(
         let at = at.or_else(|| {
             (1..issue.segs.len()).rev().find_map(|n| locator.key_loc(issue.segs.get(..n).unwrap_or_default()))
         });
-        errors.push(error(at, p, issue.message, issue.hint));
+        errors.push(PolicyError {
+            file: name.to_string(),
+            location: at,
+            path: p,
+            message: issue.message,
+            hint: issue.hint,
+        });
     }
     errors.sort_by(|a, b| {
         (a.location.is_none(), a.location, &a.path).cmp(&(b.location.is_none(), b.location, &b.path))
     });
     errors.dedup();
+    errors
+}
+
+/// The loaded policy, or the errors.
+fn conclude(
+    name: &str,
+    errors: Vec<PolicyError>,
+    resolved: Option<(Policy, crate::validate::Resolved)>,
+    base_dir: &Path,
+    path: PathBuf,
+) -> Result<LoadedPolicy, PolicyErrors> {
     match resolved {
         Some((policy, r)) if errors.is_empty() => Ok(LoadedPolicy {
             tz: r.tz,
@@ -287,29 +364,47 @@ fn load_inner(
             path,
             policy,
         }),
-        _ if errors.is_empty() => Err(PolicyErrors(vec![error(
-            None,
-            String::new(),
-            "the policy could not be read".to_string(),
-            None,
-        )])),
+        _ if errors.is_empty() => Err(PolicyErrors(vec![PolicyError {
+            file: name.to_string(),
+            location: None,
+            path: String::new(),
+            message: "the policy could not be read".to_string(),
+            hint: None,
+        }])),
         _ => Err(PolicyErrors(errors)),
+    }
+}
+
+/// The error for a file over [`MAX_POLICY_BYTES`].
+fn too_big(name: &str, len: u64) -> PolicyError {
+    PolicyError {
+        file: name.to_string(),
+        location: None,
+        path: String::new(),
+        message: format!(
+            "the policy is {:.1} MiB; policies are limited to {} MiB",
+            len as f64 / (1 << 20) as f64,
+            MAX_POLICY_BYTES >> 20
+        ),
+        hint: Some(
+            "is this the policy file? fleets too large to list belong in an aws_ec2 target".to_string(),
+        ),
     }
 }
 
 /// Reads `targets[index]` (current index): its `type`, then that kind's settings.
 fn read_target(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<TargetConfig> {
-    let (kind, base) = take_type("targets", "target", &TARGET_TYPES, &mut item, index, ctx)?;
+    let (kind, base) = take_type("targets", "target", TARGET_TYPES, &mut item, index, ctx)?;
     match kind.as_str() {
         "hosts" => deserialize_fixing::<HostsTarget>(&mut item, &base, ctx).map(TargetConfig::Hosts),
         "aws_ec2" => deserialize_fixing::<AwsEc2Target>(&mut item, &base, ctx).map(TargetConfig::AwsEc2),
-        other => unknown_type(other, "target", &TARGET_TYPES, base, ctx),
+        other => unknown_type(other, "target", TARGET_TYPES, base, ctx),
     }
 }
 
 /// Reads `sinks[index]` (current index): its `type`, then that kind's settings.
 fn read_sink(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<SinkConfig> {
-    let (kind, base) = take_type("sinks", "sink", &SINK_TYPES, &mut item, index, ctx)?;
+    let (kind, base) = take_type("sinks", "sink", SINK_TYPES, &mut item, index, ctx)?;
     match kind.as_str() {
         "log" => deserialize_fixing::<LogSink>(&mut item, &base, ctx).map(SinkConfig::Log),
         "jsonl" => deserialize_fixing::<JsonlSink>(&mut item, &base, ctx).map(SinkConfig::Jsonl),
@@ -318,7 +413,7 @@ fn read_sink(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<SinkConfig>
         "prometheus" => {
             deserialize_fixing::<PrometheusSink>(&mut item, &base, ctx).map(SinkConfig::Prometheus)
         }
-        other => unknown_type(other, "sink", &SINK_TYPES, base, ctx),
+        other => unknown_type(other, "sink", SINK_TYPES, base, ctx),
     }
 }
 
@@ -371,4 +466,56 @@ fn unknown_type<T>(found: &str, what: &str, types: &[&str], mut path: Vec<Seg>, 
     }
     ctx.report(issue);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped example and test policy reads the same by both paths, and by the fast one.
+    #[test]
+    fn the_fast_path_reads_every_example_as_the_tree_path_does() {
+        let env = |_: &str| Some("1234".to_string());
+        let dirs = [
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy"),
+        ];
+        let mut seen = 0;
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_none_or(|x| x != "yaml") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).expect("example");
+                let Ok(fast) = crate::stream::read::<Policy>(&text, &env) else {
+                    continue;
+                };
+                let tree = load_tree("p.yaml", &text, Path::new("."), &env, PathBuf::from("p.yaml"));
+                let tree = tree.unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                assert_eq!(fast, tree.policy, "{}", p.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "only {seen} examples read by the fast path");
+        // Keys before `type`, numbers where strings belong, `${VAR}` typed again, quoted numbers kept.
+        let text = "version: 1\nmode: live\ntargets:\n  - name: lab\n    executor: local\n    type: hosts\n    terminate: [kill, \"{tag:pid}\"]\n    hosts:\n      - {id: a, group: g, tags: {pid: 1234, port: \"${P}\", on: true}}\nmonkeys:\n  chaos:\n    schedule: \"* * * * *\"\n    probability: ${P}\n    max_kills_per_run: 0x2\nsinks:\n  - path: f.jsonl\n    type: jsonl\n";
+        let env = |k: &str| (k == "P").then(|| "1".to_string());
+        let fast = crate::stream::read::<Policy>(text, &env).expect("fast path");
+        let tree = load_tree("p.yaml", text, Path::new("."), &env, PathBuf::from("p.yaml")).expect("tree");
+        assert_eq!(fast, tree.policy);
+    }
+
+    #[test]
+    fn huge_and_deep_policies_are_refused_cheaply_with_a_reason() {
+        let env = |_: &str| None;
+        let big = "#".repeat(MAX_POLICY_BYTES + 1);
+        let e = load_str("p.yaml", &big, Path::new("."), &env).expect_err("too big");
+        assert!(e.to_string().contains("limited to 32 MiB"), "{e}");
+        let deep = format!("version: 1\nx: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let e = load_str("p.yaml", &deep, Path::new("."), &env).expect_err("too deep");
+        assert!(e.to_string().starts_with("p.yaml:2:"), "{e}");
+        assert!(e.to_string().contains("nested deeper than 32 levels"), "{e}");
+    }
 }

@@ -83,14 +83,29 @@ pub(crate) struct Locator {
     pub duplicates: Vec<(String, Loc)>,
     /// Original indices removed from each sequence (by original path).
     removed: HashMap<String, BTreeSet<usize>>,
+    /// Where the nesting first went deeper than [`crate::load::MAX_DEPTH`] (the map stops there).
+    pub too_deep: Option<Loc>,
 }
 
 impl Locator {
     /// Reads the first document of `text`; a syntax error just ends the map early.
     pub fn build(text: &str) -> Locator {
         let mut b = Builder::default();
-        // A scan error leaves a partial map; serde_yaml reports the error itself.
-        let _ = Parser::new_from_str(text).load(&mut b, false);
+        let mut parser = Parser::new_from_str(text);
+        // Pulled event by event so that too deep a nesting stops the scan at once (yaml-rust2's scanner costs
+        // O(depth) per token in flow collections). A scan error leaves a partial map; serde_yaml reports it.
+        while !b.done {
+            match parser.next_token() {
+                Ok((Event::StreamEnd, _)) => break,
+                Ok((ev, mark)) => b.on_event(ev, mark),
+                // yaml-rust2 refuses nesting beyond its own limit while scanning ahead.
+                Err(e) if e.info().contains("recursion limit") => {
+                    b.loc.too_deep = Some((e.marker().line(), e.marker().col() + 1));
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
         b.loc
     }
 
@@ -219,6 +234,13 @@ impl MarkedEventReceiver for Builder {
             return;
         }
         let at = (mark.line(), mark.col() + 1);
+        if matches!(ev, Event::MappingStart(..) | Event::SequenceStart(..))
+            && self.stack.len() + self.skip >= crate::load::MAX_DEPTH
+        {
+            self.loc.too_deep = Some(at);
+            self.done = true;
+            return;
+        }
         if self.skip > 0 {
             match ev {
                 Event::MappingStart(..) | Event::SequenceStart(..) => self.skip += 1,

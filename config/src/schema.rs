@@ -147,7 +147,7 @@ pub struct ExcludeConfig {
 }
 
 /// One source of instances; `type` picks the kind.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TargetConfig {
     /// A static list of hosts in the policy.
@@ -785,7 +785,7 @@ impl Serialize for Secret {
 }
 
 /// One place reports go; `type` picks the kind.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkConfig {
     /// Human-readable lines on stderr.
@@ -927,4 +927,115 @@ pub struct PrometheusSink {
     /// Pushgateway base URL, e.g. `http://127.0.0.1:9091`.
     #[serde(default)]
     pub pushgateway: Option<String>,
+}
+
+/// An internally tagged section item (`targets[]`, `sinks[]`) read without buffering it: serde's derived internal
+/// tagging copies the whole item first, which for a 100,000-host target costs a second copy of it. Keys written
+/// before `type` (a `name`, usually) are buffered; from `type` on, the mapping streams into the kind's struct.
+pub(crate) trait TypeFirst: Sized {
+    /// What one item is called in messages: `target`, `sink`.
+    const WHAT: &'static str;
+    /// The known `type`s.
+    const TYPES: &'static [&'static str];
+    /// The item of kind `kind` from the rest of its mapping.
+    fn read<'de, A: serde::de::MapAccess<'de>>(kind: &str, rest: A) -> Result<Self, A::Error>;
+}
+
+struct TypeFirstVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: TypeFirst> serde::de::Visitor<'de> for TypeFirstVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a {} mapping with a `type` key", T::WHAT)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut before = Vec::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if k == "type" {
+                let kind: String = map.next_value()?;
+                return T::read(&kind, Buffered { before: before.into_iter(), value: None, rest: map });
+            }
+            before.push((k, map.next_value::<serde_yaml::Value>()?));
+        }
+        Err(serde::de::Error::missing_field("type"))
+    }
+}
+
+/// The entries read before `type`, then the rest of the mapping.
+struct Buffered<A> {
+    before: std::vec::IntoIter<(String, serde_yaml::Value)>,
+    value: Option<serde_yaml::Value>,
+    rest: A,
+}
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for Buffered<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        match self.before.next() {
+            Some((k, v)) => {
+                self.value = Some(v);
+                seed.deserialize(serde::de::value::StringDeserializer::new(k)).map(Some)
+            }
+            None => self.rest.next_key_seed(seed),
+        }
+    }
+
+    fn next_value_seed<S: serde::de::DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        match self.value.take() {
+            Some(v) => seed.deserialize(crate::yaml::Lenient(v)).map_err(serde::de::Error::custom),
+            None => self.rest.next_value_seed(seed),
+        }
+    }
+}
+
+/// The kind's struct from the rest of a mapping.
+fn rest<'de, A: serde::de::MapAccess<'de>, T: Deserialize<'de>>(rest: A) -> Result<T, A::Error> {
+    T::deserialize(serde::de::value::MapAccessDeserializer::new(rest))
+}
+
+impl TypeFirst for TargetConfig {
+    const WHAT: &'static str = "target";
+    const TYPES: &'static [&'static str] = &["hosts", "aws_ec2"];
+
+    fn read<'de, A: serde::de::MapAccess<'de>>(kind: &str, map: A) -> Result<Self, A::Error> {
+        match kind {
+            "hosts" => rest(map).map(TargetConfig::Hosts),
+            "aws_ec2" => rest(map).map(TargetConfig::AwsEc2),
+            other => Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
+        }
+    }
+}
+
+impl TypeFirst for SinkConfig {
+    const WHAT: &'static str = "sink";
+    const TYPES: &'static [&'static str] = &["log", "jsonl", "slack", "webhook", "prometheus"];
+
+    fn read<'de, A: serde::de::MapAccess<'de>>(kind: &str, map: A) -> Result<Self, A::Error> {
+        match kind {
+            "log" => rest(map).map(SinkConfig::Log),
+            "jsonl" => rest(map).map(SinkConfig::Jsonl),
+            "slack" => rest(map).map(SinkConfig::Slack),
+            "webhook" => rest(map).map(SinkConfig::Webhook),
+            "prometheus" => rest(map).map(SinkConfig::Prometheus),
+            other => Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TargetConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TypeFirstVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TypeFirstVisitor(std::marker::PhantomData))
+    }
 }

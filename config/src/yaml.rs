@@ -36,6 +36,25 @@ pub(crate) fn plain_scalar(text: &str) -> Option<Value> {
     }
 }
 
+/// A plain scalar typed exactly as serde_yaml types it (null, bool, number, else string), without a parse for
+/// the common case: only texts made of number characters are handed to serde_yaml.
+pub(crate) fn resolve_plain(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    // Every YAML number (`0x1F`, `-0o7`, `+.inf`, `.NaN`, `1e-3`) is made of these, with at most one dot.
+    let number_chars = text.chars().all(|c| c.is_ascii_hexdigit() || "xXoOiInN.+-".contains(c));
+    if number_chars && text.matches('.').count() <= 1 {
+        if let Ok(v @ Value::Number(_)) = serde_yaml::from_str::<Value>(text) {
+            return v;
+        }
+    }
+    Value::String(text.to_string())
+}
+
 /// The text of a scalar mapping key.
 pub(crate) fn key_text(v: &Value) -> Option<String> {
     match v {
@@ -246,6 +265,32 @@ mod tests {
         assert_eq!(m["pid"], "1234");
         assert_eq!(m["ok"], "true");
         assert_eq!(m["f"], "0.5");
+    }
+
+    proptest::proptest! {
+        /// The cheap typing agrees with serde_yaml's on every text that is one plain scalar.
+        #[test]
+        fn plain_scalars_are_typed_as_serde_yaml_types_them(text in "[0-9a-zA-Z.+_~-]{0,10}") {
+            if let Ok(v @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_))) = parse(&text) {
+                proptest::prop_assert_eq!(resolve_plain(&text), v);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_scalars_typed() {
+        for (text, want) in [
+            ("0x1F", Value::from(31)),
+            ("-12", Value::from(-12)),
+            ("1e3", Value::from(1000.0)),
+            ("127.0.0.1", Value::from("127.0.0.1")),
+            ("0123", Value::from("0123")),
+            ("True", Value::from(true)),
+            ("~", Value::Null),
+            ("web-1", Value::from("web-1")),
+        ] {
+            assert_eq!(resolve_plain(text), want, "{text}");
+        }
     }
 
     #[test]

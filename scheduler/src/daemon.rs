@@ -51,6 +51,9 @@ pub enum DaemonError {
     Store(#[from] StoreError),
 }
 
+/// A policy being read after SIGHUP.
+type Loading = tokio::sync::oneshot::Receiver<Result<LoadedPolicy, simian_config::PolicyErrors>>;
+
 /// How the daemon is driven.
 pub struct DaemonOptions {
     /// Serve `/metrics` and `/healthz` here; `None` = no HTTP server.
@@ -125,6 +128,10 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
     };
     d.plan_next(d.clock.now());
     info!(policy = %d.policy.name, monkeys = d.next.len(), "daemon started");
+    // A reload reads and validates the file on a blocking thread: a huge or hostile policy must never hold up
+    // the loop (fires, SIGTERM). A SIGHUP during a reload asks for one more once it is done.
+    let mut loading: Option<Loading> = None;
+    let mut again = false;
     loop {
         let now = d.clock.now();
         heartbeat.store(now.timestamp(), Ordering::Relaxed);
@@ -143,7 +150,25 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = opts.shutdown.cancelled() => break,
-            Some(()) = opts.reload.recv() => d.reload(),
+            Some(()) = opts.reload.recv() => match loading {
+                Some(_) => again = true,
+                None => loading = Some(d.start_reload()),
+            },
+            done = async {
+                match loading.as_mut() {
+                    Some(h) => h.await,
+                    None => std::future::pending().await,
+                }
+            }, if loading.is_some() => {
+                loading = None;
+                match done {
+                    Ok(loaded) => d.reloaded(loaded),
+                    Err(_) => error!("policy reload failed (the reading thread ended), keeping the previous policy"),
+                }
+                if std::mem::take(&mut again) {
+                    loading = Some(d.start_reload());
+                }
+            }
         }
     }
     d.stop().await;
@@ -245,9 +270,23 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: take the new policy if it loads; otherwise say why and keep the old one.
-    fn reload(&mut self) {
-        match simian_config::load(&self.policy.path) {
+    /// SIGHUP: read the policy file again on a thread of its own (not the runtime's blocking pool, whose
+    /// threads the runtime waits for at exit: SIGTERM must not wait for a slow read).
+    fn start_reload(&self) -> Loading {
+        let path = self.policy.path.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("policy-reload".into()).spawn(move || {
+            let _ = tx.send(simian_config::load(&path));
+        });
+        if let Err(e) = spawned {
+            error!(error = %e, "cannot start a thread to reload the policy");
+        }
+        rx
+    }
+
+    /// Take the new policy if it loaded; otherwise say why and keep the old one.
+    fn reloaded(&mut self, loaded: Result<LoadedPolicy, simian_config::PolicyErrors>) {
+        match loaded {
             Ok(mut p) => {
                 p.store_path = self.store_path.clone();
                 info!(policy = %p.path.display(), monkeys = p.schedules.len(), "policy reloaded");

@@ -1,0 +1,366 @@
+//! The fast path: serde straight over yaml-rust2's event stream, `${VAR}` expanded on the way, no value tree.
+//!
+//! A 100,000-host policy then costs about its own structs instead of a tree ten times their size. The fast
+//! path only has to be right when it succeeds: anything it does not read exactly as the tree path would —
+//! anchors, aliases, tags, merge keys, duplicate keys, a second document, a type mismatch, a `${VAR}` that
+//! does not expand — makes it give up, and the tree path (which finds and locates every error) takes over.
+//! Scalars are typed by the tree path's own code ([`Lenient`] over a one-scalar [`Value`]), so both agree.
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::TScalarStyle;
+
+use crate::yaml::{resolve_plain, Lenient, Value};
+
+/// Why the fast path gave up (never shown to users: the tree path says what is wrong).
+#[derive(Debug)]
+pub(crate) struct GiveUp(String);
+
+impl std::fmt::Display for GiveUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GiveUp {}
+
+impl de::Error for GiveUp {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        GiveUp(msg.to_string())
+    }
+}
+
+fn give_up<T>(why: impl std::fmt::Display) -> Result<T, GiveUp> {
+    Err(GiveUp(why.to_string()))
+}
+
+/// Reads one YAML document as `T`; `Err` means "use the tree path", not "the policy is wrong".
+pub(crate) fn read<T: DeserializeOwned>(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<T, GiveUp> {
+    let mut events = Events { parser: Parser::new_from_str(text), env, depth: 0 };
+    loop {
+        match events.next()? {
+            Event::StreamStart | Event::DocumentStart => {
+                if matches!(events.peek()?, Event::DocumentStart | Event::StreamStart) {
+                    continue;
+                }
+                break;
+            }
+            other => return give_up(format!("unexpected {other:?} before the document")),
+        }
+    }
+    let value = T::deserialize(&mut events)?;
+    loop {
+        match events.next()? {
+            Event::DocumentEnd => {}
+            Event::StreamEnd => return Ok(value),
+            _ => return give_up("more than one document"),
+        }
+    }
+}
+
+/// The event stream as a deserializer.
+struct Events<'t, 'e> {
+    parser: Parser<std::str::Chars<'t>>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+    depth: usize,
+}
+
+/// The kind of node that comes next.
+enum Next {
+    Scalar,
+    Map,
+    Seq,
+}
+
+impl Events<'_, '_> {
+    fn next(&mut self) -> Result<Event, GiveUp> {
+        self.parser.next_token().map(|(e, _)| e).or_else(|e| give_up(e))
+    }
+
+    fn peek(&mut self) -> Result<&Event, GiveUp> {
+        match self.parser.peek() {
+            Ok((e, _)) => Ok(e),
+            Err(e) => give_up(e),
+        }
+    }
+
+    /// What the next node is; anchors, aliases and tags are left to the tree path.
+    fn next_kind(&mut self) -> Result<Next, GiveUp> {
+        match self.peek()? {
+            Event::Scalar(_, _, 0, None) => Ok(Next::Scalar),
+            Event::MappingStart(0, None) => Ok(Next::Map),
+            Event::SequenceStart(0, None) => Ok(Next::Seq),
+            other => give_up(format!("{other:?} is read by the tree path")),
+        }
+    }
+
+    /// The next scalar as the tree path would have it after `${VAR}` expansion.
+    fn scalar_value(&mut self) -> Result<Value, GiveUp> {
+        let Event::Scalar(text, style, 0, None) = self.next()? else {
+            return give_up("expected a scalar");
+        };
+        let plain = style == TScalarStyle::Plain;
+        let value = if plain { resolve_plain(&text) } else { Value::String(text) };
+        // As `env::expand_tree`: only string values are expanded; a plain one that held `${…}` is typed again.
+        match value {
+            Value::String(s) if s.contains('$') => {
+                let (expanded, errors) = crate::env::expand(&s, self.env);
+                if !errors.is_empty() {
+                    return give_up("a variable does not expand");
+                }
+                let typed =
+                    if plain && s.contains("${") { crate::yaml::plain_scalar(&expanded) } else { None };
+                Ok(typed.unwrap_or(Value::String(expanded)))
+            }
+            v => Ok(v),
+        }
+    }
+
+    /// A mapping key: never expanded, `<<` (merge) left to the tree path.
+    fn key_value(&mut self) -> Result<Option<Value>, GiveUp> {
+        match self.next()? {
+            Event::MappingEnd => Ok(None),
+            Event::Scalar(text, style, 0, None) => {
+                if style == TScalarStyle::Plain && text == "<<" {
+                    return give_up("merge keys are read by the tree path");
+                }
+                Ok(Some(if style == TScalarStyle::Plain {
+                    resolve_plain(&text)
+                } else {
+                    Value::String(text)
+                }))
+            }
+            _ => give_up("complex keys are read by the tree path"),
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), GiveUp> {
+        self.depth += 1;
+        if self.depth > crate::load::MAX_DEPTH {
+            return give_up("too deep");
+        }
+        self.next().map(|_| ())
+    }
+}
+
+fn lenient<T>(r: Result<T, serde_yaml::Error>) -> Result<T, GiveUp> {
+    r.map_err(|e| GiveUp(e.to_string()))
+}
+
+/// A scalar goes through the tree path's [`Lenient`]; a mapping or sequence only where one is asked for.
+macro_rules! scalar_only {
+    ($($method:ident),*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+                match self.next_kind()? {
+                    Next::Scalar => lenient(Lenient(self.scalar_value()?).$method(visitor)),
+                    Next::Map | Next::Seq => give_up("a collection where a scalar belongs"),
+                }
+            }
+        )*
+    };
+}
+
+impl<'de> Deserializer<'de> for &mut Events<'_, '_> {
+    type Error = GiveUp;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        match self.next_kind()? {
+            Next::Scalar => lenient(Lenient(self.scalar_value()?).deserialize_any(visitor)),
+            Next::Map => {
+                self.enter()?;
+                visitor.visit_map(Map { de: self, seen: Vec::new() })
+            }
+            Next::Seq => {
+                self.enter()?;
+                visitor.visit_seq(Seq { de: self })
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        match self.next_kind()? {
+            Next::Scalar => lenient(Lenient(self.scalar_value()?).deserialize_option(visitor)),
+            Next::Map | Next::Seq => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        match self.next_kind()? {
+            Next::Map => self.deserialize_any(visitor),
+            Next::Scalar | Next::Seq => give_up("expected a mapping"),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, GiveUp> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
+        match self.next_kind()? {
+            Next::Seq => self.deserialize_any(visitor),
+            Next::Scalar | Next::Map => give_up("expected a sequence"),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, GiveUp> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, GiveUp> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, GiveUp> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, GiveUp> {
+        match self.next_kind()? {
+            Next::Scalar => lenient(Lenient(self.scalar_value()?).deserialize_unit_struct(name, visitor)),
+            Next::Map | Next::Seq => give_up("a collection where a unit belongs"),
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, GiveUp> {
+        match self.next_kind()? {
+            Next::Scalar => lenient(Lenient(self.scalar_value()?).deserialize_enum(name, variants, visitor)),
+            Next::Map | Next::Seq => give_up("enums with data are read by the tree path"),
+        }
+    }
+
+    scalar_only!(
+        deserialize_bool,
+        deserialize_i8,
+        deserialize_i16,
+        deserialize_i32,
+        deserialize_i64,
+        deserialize_i128,
+        deserialize_u8,
+        deserialize_u16,
+        deserialize_u32,
+        deserialize_u64,
+        deserialize_u128,
+        deserialize_f32,
+        deserialize_f64,
+        deserialize_char,
+        deserialize_str,
+        deserialize_string,
+        deserialize_identifier,
+        deserialize_bytes,
+        deserialize_byte_buf,
+        deserialize_unit,
+        deserialize_ignored_any
+    );
+}
+
+/// Keys seen in one mapping; a duplicate is the tree path's to report.
+const LINEAR_KEYS: usize = 32;
+
+struct Map<'d, 't, 'e> {
+    de: &'d mut Events<'t, 'e>,
+    seen: Vec<Value>,
+}
+
+impl<'de> MapAccess<'de> for Map<'_, '_, '_> {
+    type Error = GiveUp;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, GiveUp> {
+        let Some(key) = self.de.key_value()? else {
+            self.de.depth -= 1;
+            return Ok(None);
+        };
+        // Policies' mappings are small; a huge one (hostile or not) goes to the tree path, which hashes.
+        if self.seen.len() >= LINEAR_KEYS || self.seen.contains(&key) {
+            return give_up("a duplicate (or a very large mapping)");
+        }
+        self.seen.push(key.clone());
+        lenient(seed.deserialize(Lenient(key))).map(Some)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, GiveUp> {
+        seed.deserialize(&mut *self.de)
+    }
+}
+
+struct Seq<'d, 't, 'e> {
+    de: &'d mut Events<'t, 'e>,
+}
+
+impl<'de> SeqAccess<'de> for Seq<'_, '_, '_> {
+    type Error = GiveUp;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, GiveUp> {
+        if matches!(self.de.peek()?, Event::SequenceEnd) {
+            self.de.next()?;
+            self.de.depth -= 1;
+            return Ok(None);
+        }
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "N").then(|| "7".to_string())
+    }
+
+    #[test]
+    fn reads_what_the_tree_path_reads() {
+        let text = "a: 1\nb: \"1\"\nc: ${N}\nd: \"${N}\"\ne: [x, 0x1F, true]\nf: ~\n";
+        let fast: BTreeMap<String, Option<serde_yaml::Value>> = read(text, &env).expect("fast");
+        let mut tree = crate::yaml::parse(text).expect("tree");
+        let mut issues = Vec::new();
+        let loc = crate::locate::Locator::build(text);
+        crate::env::expand_tree(&mut tree, &mut Vec::new(), &loc, &env, &mut issues);
+        let slow: BTreeMap<String, Option<serde_yaml::Value>> =
+            serde::Deserialize::deserialize(Lenient(tree)).expect("tree");
+        assert_eq!(fast, slow);
+        assert_eq!(fast["c"], Some(serde_yaml::Value::from(7)));
+        assert_eq!(fast["d"], Some(serde_yaml::Value::from("7")));
+    }
+
+    #[test]
+    fn gives_up_on_what_only_the_tree_path_reads() {
+        let m = |t: &str| read::<BTreeMap<String, serde_yaml::Value>>(t, &env).is_err();
+        assert!(m("a: &x 1\nb: *x\n"), "anchors");
+        assert!(m("a: 1\na: 2\n"), "duplicates");
+        assert!(m("a: !!str 1\n"), "tags");
+        assert!(m("a: ${UNSET}\n"), "unset variable");
+        assert!(m("a: 1\n---\nb: 2\n"), "two documents");
+        assert!(m("base: {x: 1}\nc:\n  <<: {y: 2}\n"), "merge key");
+        let deep = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+        assert!(m(&deep), "depth");
+        assert!(!m("a: [[1]]\n"));
+    }
+}
