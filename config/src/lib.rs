@@ -16,7 +16,8 @@ mod yaml;
 
 pub use duration::{Duration, Percent};
 pub use load::{
-    load, load_str, CalendarSpec, LoadedPolicy, PolicyError, PolicyErrors, MAX_DEPTH, MAX_POLICY_BYTES,
+    load, load_bytes, load_str, read_bytes, CalendarSpec, LoadedPolicy, PolicyError, PolicyErrors, MAX_DEPTH,
+    MAX_POLICY_BYTES,
 };
 pub use schema::*;
 pub use steady::{Metric, ProbeChoice, Rate, SteadyState, Tolerance};

@@ -121,19 +121,35 @@ pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyErrors> {
             hint: Some("pass --policy FILE or set SIMIAN_POLICY".into()),
         }])
     };
-    // Read at most one byte over the limit, so a huge file (or an endless one, like /dev/zero) costs nothing.
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_POLICY_BYTES as u64 + 1), &mut bytes)
-        })
-        .map_err(unreadable)?;
+    let bytes = read_bytes(path).map_err(unreadable)?;
     if bytes.len() > MAX_POLICY_BYTES {
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(bytes.len() as u64);
         return Err(PolicyErrors(vec![too_big(&name, len)]));
     }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    load_bytes(path, bytes)
+}
+
+/// The policy file's bytes, at most one over [`MAX_POLICY_BYTES`]: a huge file (or an endless one, like
+/// /dev/zero) costs nothing to refuse.
+pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let f = std::fs::File::open(path)?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_POLICY_BYTES as u64 + 1), &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Validates the policy `bytes` read from `path` (as [`load`] does after reading the file).
+pub fn load_bytes(path: &Path, bytes: Vec<u8>) -> Result<LoadedPolicy, PolicyErrors> {
+    let name = path.display().to_string();
+    let text = String::from_utf8(bytes).map_err(|e| {
+        PolicyErrors(vec![PolicyError {
+            file: name.clone(),
+            location: None,
+            path: String::new(),
+            message: format!("cannot read policy: {e}"),
+            hint: Some("a policy is UTF-8 text".into()),
+        }])
+    })?;
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -77,7 +77,7 @@ enum Next {
 
 impl Events<'_, '_> {
     fn next(&mut self) -> Result<Event, GiveUp> {
-        self.parser.next_token().map(|(e, _)| e).or_else(|e| give_up(e))
+        self.parser.next_token().map(|(e, _)| e).or_else(give_up)
     }
 
     fn peek(&mut self) -> Result<&Event, GiveUp> {
@@ -103,7 +103,7 @@ impl Events<'_, '_> {
             return give_up("expected a scalar");
         };
         let plain = style == TScalarStyle::Plain;
-        let value = if plain { resolve_plain(&text) } else { Value::String(text) };
+        let value = if plain { resolve_plain(text) } else { Value::String(text) };
         // As `env::expand_tree`: only string values are expanded; a plain one that held `${…}` is typed again.
         match value {
             Value::String(s) if s.contains('$') => {
@@ -127,11 +127,7 @@ impl Events<'_, '_> {
                 if style == TScalarStyle::Plain && text == "<<" {
                     return give_up("merge keys are read by the tree path");
                 }
-                Ok(Some(if style == TScalarStyle::Plain {
-                    resolve_plain(&text)
-                } else {
-                    Value::String(text)
-                }))
+                Ok(Some(if style == TScalarStyle::Plain { resolve_plain(text) } else { Value::String(text) }))
             }
             _ => give_up("complex keys are read by the tree path"),
         }
@@ -280,12 +276,29 @@ impl<'de> Deserializer<'de> for &mut Events<'_, '_> {
     );
 }
 
-/// Keys seen in one mapping; a duplicate is the tree path's to report.
+/// Keys one mapping may have on the fast path; a bigger mapping (hostile or not) goes to the tree path.
 const LINEAR_KEYS: usize = 32;
 
 struct Map<'d, 't, 'e> {
     de: &'d mut Events<'t, 'e>,
-    seen: Vec<Value>,
+    /// Hashes of the keys seen: a duplicate (or a collision, which only costs the tree path) gives up.
+    seen: Vec<u64>,
+}
+
+/// FNV-1a of a key's text and kind: cheap for the short keys policies have.
+fn key_hash(key: &Value) -> u64 {
+    let (kind, text) = match key {
+        Value::String(s) => (0u8, s.as_bytes()),
+        Value::Bool(true) => (1, &b"true"[..]),
+        Value::Bool(false) => (1, &b"false"[..]),
+        Value::Null => (2, &b""[..]),
+        Value::Number(_) | Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => (3, &b""[..]),
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(kind);
+    for b in text {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 impl<'de> MapAccess<'de> for Map<'_, '_, '_> {
@@ -297,10 +310,12 @@ impl<'de> MapAccess<'de> for Map<'_, '_, '_> {
             return Ok(None);
         };
         // Policies' mappings are small; a huge one (hostile or not) goes to the tree path, which hashes.
-        if self.seen.len() >= LINEAR_KEYS || self.seen.contains(&key) {
-            return give_up("a duplicate (or a very large mapping)");
+        // Numbers as keys: rare enough to leave to the tree path, which compares them exactly.
+        let h = key_hash(&key);
+        if self.seen.len() >= LINEAR_KEYS || self.seen.contains(&h) || matches!(key, Value::Number(_)) {
+            return give_up("a duplicate, a number as a key, or a very large mapping");
         }
-        self.seen.push(key.clone());
+        self.seen.push(h);
         lenient(seed.deserialize(Lenient(key))).map(Some)
     }
 

@@ -38,21 +38,24 @@ pub(crate) fn plain_scalar(text: &str) -> Option<Value> {
 
 /// A plain scalar typed exactly as serde_yaml types it (null, bool, number, else string), without a parse for
 /// the common case: only texts made of number characters are handed to serde_yaml.
-pub(crate) fn resolve_plain(text: &str) -> Value {
-    match text {
+pub(crate) fn resolve_plain(text: String) -> Value {
+    match text.as_str() {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
         _ => {}
     }
-    // Every YAML number (`0x1F`, `-0o7`, `+.inf`, `.NaN`, `1e-3`) is made of these, with at most one dot.
+    // Every YAML number (`0x1F`, `-0o7`, `+.inf`, `.NaN`, `1e-3`) is made of these, with at most one dot, and
+    // holds a digit unless it is an infinity or NaN (which start with a dot after an optional sign).
     let number_chars = text.chars().all(|c| c.is_ascii_hexdigit() || "xXoOiInN.+-".contains(c));
-    if number_chars && text.matches('.').count() <= 1 {
-        if let Ok(v @ Value::Number(_)) = serde_yaml::from_str::<Value>(text) {
+    let digit_or_dot =
+        text.bytes().any(|b| b.is_ascii_digit()) || text.trim_start_matches(['+', '-']).starts_with('.');
+    if number_chars && digit_or_dot && text.matches('.').count() <= 1 {
+        if let Ok(v @ Value::Number(_)) = serde_yaml::from_str::<Value>(&text) {
             return v;
         }
     }
-    Value::String(text.to_string())
+    Value::String(text)
 }
 
 /// The text of a scalar mapping key.
@@ -272,7 +275,7 @@ mod tests {
         #[test]
         fn plain_scalars_are_typed_as_serde_yaml_types_them(text in "[0-9a-zA-Z.+_~-]{0,10}") {
             if let Ok(v @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_))) = parse(&text) {
-                proptest::prop_assert_eq!(resolve_plain(&text), v);
+                proptest::prop_assert_eq!(resolve_plain(text.clone()), v);
             }
         }
     }
@@ -289,7 +292,7 @@ mod tests {
             ("~", Value::Null),
             ("web-1", Value::from("web-1")),
         ] {
-            assert_eq!(resolve_plain(text), want, "{text}");
+            assert_eq!(resolve_plain(text.to_string()), want, "{text}");
         }
     }
 

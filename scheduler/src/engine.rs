@@ -39,6 +39,8 @@ pub struct Engine {
     poster: Option<Poster>,
     clock: Arc<dyn Clock>,
     metrics: Option<Arc<Metrics>>,
+    /// The policy file as it is now, for the gate (re-read only when it changed).
+    watch: crate::service::PolicyWatch,
 }
 
 impl Engine {
@@ -49,7 +51,8 @@ impl Engine {
         let poster = Poster::new()
             .map_err(|e| error!(error = %e, "cannot build the HTTP client; messages stay in the outbox"))
             .ok();
-        Engine { policy, fleet, sinks, poster, clock, metrics: None }
+        let watch = crate::service::PolicyWatch::new(&policy);
+        Engine { policy, fleet, sinks, poster, clock, metrics: None, watch }
     }
 
     /// Record Doctor's probe latencies and every report in these metrics.
@@ -125,7 +128,7 @@ impl Engine {
             warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
         }
         let inventory = self.inventory().await?;
-        let reload = crate::service::reloader(&self.policy);
+        let reload = || self.watch.current();
         let ctx = RunContext {
             actuator: &self.fleet,
             inventory,
@@ -145,7 +148,7 @@ impl Engine {
         if let Err(e) = self.recover_with(&mut store, false).await {
             warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
         }
-        let reload = crate::service::reloader(&self.policy);
+        let reload = || self.watch.current();
         // Reverting needs no inventory: the journal holds everything a restore needs.
         let ctx = RunContext {
             actuator: &self.fleet,

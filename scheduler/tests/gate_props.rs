@@ -220,13 +220,14 @@ proptest! {
         let text = policy_text(&hosts, m, live, override_opt_in, port);
         let load = || simian_config::load_str("p.yaml", &text, dir.path(), &|_| None).map_err(|e| e.to_string());
         let policy = load().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let fresh = || load().map(|p| std::sync::Arc::new(simian_scheduler::service::Fresh::new(p)));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
         let rec = Recorder::default();
         let fleet = simian_targets::Fleet::from_policy(&policy.policy);
         let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
         let mut store = Store::open(&policy.store_path).unwrap();
         let opts = RunOptions { dry_run: force_dry, seed: Some(seed), ..Default::default() };
-        let ctx = RunContext::new(&rec, inventory, &load);
+        let ctx = RunContext::new(&rec, inventory, &fresh);
         let report = rt.block_on(run_once(&policy, &opts, ctx, &mut store)).unwrap();
         let calls = rec.calls.lock().unwrap().clone();
         if !live || force_dry {
@@ -259,6 +260,7 @@ fn a_kill_switch_made_by_the_first_netem_injection_refuses_the_second() {
     );
     let load = || simian_config::load_str("p.yaml", &text, dir.path(), &|_| None).map_err(|e| e.to_string());
     let policy = load().unwrap();
+    let fresh = || load().map(|p| std::sync::Arc::new(simian_scheduler::service::Fresh::new(p)));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
     let rec = Recorder { on_first_mutation: Some(stop), ..Recorder::default() };
     let fleet = simian_targets::Fleet::from_policy(&policy.policy);
@@ -266,7 +268,7 @@ fn a_kill_switch_made_by_the_first_netem_injection_refuses_the_second() {
     let mut store = Store::open(&policy.store_path).unwrap();
     let opts = RunOptions { seed: Some(1), ..Default::default() };
     let report =
-        rt.block_on(run_once(&policy, &opts, RunContext::new(&rec, inventory, &load), &mut store)).unwrap();
+        rt.block_on(run_once(&policy, &opts, RunContext::new(&rec, inventory, &fresh), &mut store)).unwrap();
     let injected: Vec<_> = rec.mutations();
     assert_eq!(injected.len(), 1, "{injected:?}");
     let refused: Vec<_> = report

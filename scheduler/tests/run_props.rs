@@ -98,13 +98,14 @@ proptest! {
         let text = policy_text(&hosts, live, p, limit);
         let load = || simian_config::load_str("p.yaml", &text, dir.path(), &|_| None).map_err(|e| e.to_string());
         let policy = load().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let fresh = || load().map(|p| std::sync::Arc::new(simian_scheduler::service::Fresh::new(p)));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let rec = Recorder::default();
         let fleet = simian_targets::Fleet::from_policy(&policy.policy);
         let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
         let mut store = Store::open(&policy.store_path).unwrap();
         let opts = RunOptions { dry_run: force_dry, seed: Some(seed), ..Default::default() };
-        let ctx = RunContext::new(&rec, inventory, &load);
+        let ctx = RunContext::new(&rec, inventory, &fresh);
         let report = rt.block_on(run_once(&policy, &opts, ctx, &mut store)).unwrap();
         let calls = rec.calls.into_inner().unwrap();
 

@@ -2,6 +2,7 @@
 //! and Prometheus; the outbox (in the scheduler's store) feeds them.
 #![forbid(unsafe_code)]
 
+pub mod digest;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod http;

@@ -20,7 +20,14 @@ pub fn lines(msg: &Message, min: Severity) -> Vec<String> {
                 "simian report: policy {policy}, run {}, mode {}, seed {}: {summary}",
                 report.run_id, report.mode, report.seed
             ))];
-            out.extend(shown.into_iter().map(finding_line));
+            for line in crate::digest::digest(&shown) {
+                match line {
+                    crate::digest::Line::Item(f) => out.push(finding_line(f)),
+                    skips => {
+                        out.extend(skips.summary().map(|s| one_line(&format!("simian [info] skipped {s}"))))
+                    }
+                }
+            }
             out
         }
         Message::Announcement(a) => announcement_lines(a),

@@ -74,7 +74,41 @@ fn report_draft(policy: &str, report: &Report, shown: &[&Finding], min: Severity
             min.as_str()
         ));
     }
-    Draft { title, sections: shown.iter().map(|f| finding_text(f)).collect(), context }
+    let lines = crate::digest::digest(shown);
+    let mut sections: Vec<String> = Vec::new();
+    let mut summaries: Vec<String> = Vec::new();
+    for line in &lines {
+        match line {
+            crate::digest::Line::Item(f) => sections.push(finding_text(f)),
+            skips => summaries.extend(skips.summary().map(|s| format!("• {}", escape(&s)))),
+        }
+    }
+    if !summaries.is_empty() {
+        let n: usize = lines
+            .iter()
+            .map(|l| match l {
+                crate::digest::Line::Skips { count, .. } => *count,
+                crate::digest::Line::Item(_) => 0,
+            })
+            .sum();
+        context.push_str(&format!(
+            " · {} skips summarized; every finding is in the webhook, jsonl and `simian history`",
+            crate::digest::thousands(n)
+        ));
+        // Summaries fill sections of at most SECTION_MAX characters each.
+        let mut section = ":fast_forward: *skipped*".to_string();
+        for s in summaries {
+            if section.chars().count() + s.chars().count() + 1 > SECTION_MAX {
+                sections.push(std::mem::take(&mut section));
+            }
+            if !section.is_empty() {
+                section.push('\n');
+            }
+            section.push_str(&cut_escaped(&s, SECTION_MAX));
+        }
+        sections.push(section);
+    }
+    Draft { title, sections, context }
 }
 
 fn emoji(s: Severity) -> &'static str {
@@ -293,6 +327,32 @@ mod tests {
             .filter(|b| b["type"] == "section")
             .map(|b| b["text"]["text"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_thousand_groups_with_two_kills_is_one_message_with_the_skips_counted() {
+        let mut all: Vec<Finding> = (0..1000)
+            .map(|g| {
+                let mut f = fixtures::finding(
+                    MonkeyName::Chaos,
+                    simian_monkeys::Action::Terminate,
+                    Outcome::Skipped,
+                    Severity::Info,
+                    format!("group not chosen this run (roll 0.{g:03} ≥ probability 0.002) (10 eligible)"),
+                );
+                f.instance = None;
+                f.group = Some(format!("g{g}"));
+                f
+            })
+            .collect();
+        all.push(finding(1, Severity::Warning, "terminated".into()));
+        all.push(finding(2, Severity::Warning, "terminated".into()));
+        let p = payloads(&report(all), &cfg(Severity::Info));
+        assert_eq!(p.len(), 1, "one message");
+        let s = sections(&p[0]);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert!(s[0].contains("inst-1") && s[1].contains("inst-2"), "{s:?}");
+        assert!(s[2].contains("1,000 groups: group not chosen this run"), "{s:?}");
     }
 
     #[test]

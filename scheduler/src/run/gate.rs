@@ -4,12 +4,13 @@
 //! the [`Permit`] only this gate hands out.
 
 use chrono::TimeDelta;
-use simian_config::{LoadedPolicy, Mode, MonkeyName, TargetConfig};
+use simian_config::{Mode, MonkeyName, TargetConfig};
 use simian_monkeys::eligibility::{eligibility, Eligibility};
 use simian_monkeys::{Actuator, Instance, Undo};
 use tracing::warn;
 
-use super::{effective_mode, exclusions, opt_in_for, run_guard, Round, RunError};
+use super::{effective_mode, opt_in_for, run_guard, Round, RunError};
+use crate::service::Fresh;
 use crate::store::{Claim, FaultKind};
 
 /// What the action will journal, claimed by the gate in the store.
@@ -58,11 +59,11 @@ pub(crate) enum Refusal {
 
 /// `inst` as the fresh policy describes it: a `hosts` target's tags come from the file, so an edit during
 /// the round (a new exemption tag, a removed host) counts; cloud instances keep their listed tags.
-fn current(fresh: &LoadedPolicy, inst: &Instance) -> Option<Instance> {
-    let target = fresh.policy.targets.iter().find(|t| t.name() == inst.target)?;
+fn current(fresh: &Fresh, inst: &Instance) -> Option<Instance> {
+    let target = fresh.policy.policy.targets.iter().find(|t| t.name() == inst.target)?;
     match target {
-        TargetConfig::Hosts(h) => {
-            let host = h.hosts.iter().find(|x| x.id == inst.id)?;
+        TargetConfig::Hosts(_) => {
+            let host = fresh.host(&inst.target, &inst.id)?;
             Some(Instance { tags: host.tags.clone(), group: host.group.clone(), ..inst.clone() })
         }
         TargetConfig::AwsEc2(_) => Some(inst.clone()),
@@ -90,25 +91,27 @@ impl<A: Actuator> Round<'_, '_, A> {
         if let Some(why) = self.abort_refusal() {
             return refused(why);
         }
-        let fresh = match (self.ctx.reload)() {
+        let watched = match (self.ctx.reload)() {
             Ok(p) => p,
             Err(e) => return refused(format!("policy no longer loads, refusing to act: {e}")),
         };
-        if effective_mode(&fresh, self.opts) != Mode::Live {
+        let fresh = &watched.policy;
+        if effective_mode(fresh, self.opts) != Mode::Live {
             return refused("policy is no longer in live mode".into());
         }
-        if let Some(why) = run_guard(&fresh, m, self.opts, self.clock().now()) {
+        // The kill switch is a file of its own: checked here before every action, whatever the fingerprint says.
+        if let Some(why) = run_guard(fresh, m, self.opts, self.clock().now()) {
             return refused(why);
         }
         if let Some(inst) = inst {
-            let Some(cur) = current(&fresh, inst) else {
+            let Some(cur) = current(&watched, inst) else {
                 return refused("instance is no longer in the policy".into());
             };
-            let excl = match exclusions(&fresh) {
+            let excl = match &watched.exclusions {
                 Ok(e) => e,
-                Err(why) => return refused(why),
+                Err(why) => return refused(why.clone()),
             };
-            match eligibility(&cur, &opt_in_for(&fresh, &cur.target), &excl) {
+            match eligibility(&cur, &opt_in_for(fresh, &cur.target), excl) {
                 Eligibility::Eligible => {}
                 Eligibility::NotOptedIn => return refused("instance is no longer opted in".into()),
                 Eligibility::Excluded(why) => return refused(why),

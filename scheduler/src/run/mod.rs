@@ -64,7 +64,7 @@ pub enum RunError {
 }
 
 /// Re-reads the policy right before an action so that edits (enabled: false, mode, exclusions) win.
-pub type Reload<'a> = dyn Fn() -> Result<LoadedPolicy, String> + Sync + 'a;
+pub type Reload<'a> = dyn Fn() -> Result<std::sync::Arc<crate::service::Fresh>, String> + Sync + 'a;
 
 /// The ports a run needs besides the policy.
 pub struct RunContext<'a, A: Actuator> {
