@@ -18,7 +18,7 @@ pub struct ChaosParams {
     pub max_kills_per_run: Option<u32>,
 }
 
-pub use crate::eligibility::{partition, GroupKey, Partition};
+pub use crate::eligibility::{partition, GroupKey, Groups, Partition};
 
 /// What Chaos Monkey decided for one group (or one non-eligible instance).
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +63,7 @@ pub enum Decision {
 /// allows, which of them do is drawn afterwards from the same `rng` (uniformly, without
 /// replacement): a limit below the number of groups never spends itself on the same groups.
 pub fn plan<R: Rng>(
-    eligible: &BTreeMap<GroupKey, Vec<Instance>>,
+    eligible: &Groups,
     last_live_kill: &BTreeMap<GroupKey, DateTime<Utc>>,
     params: &ChaosParams,
     now: DateTime<Utc>,
@@ -86,7 +86,7 @@ pub fn plan<R: Rng>(
                 continue;
             }
         }
-        out.push(Decision::Kill { victim: members[pick].clone(), eligible: members.len() });
+        out.push(Decision::Kill { victim: (*members[pick]).clone(), eligible: members.len() });
     }
     if let Some(limit) = params.max_kills_per_run {
         let kills: Vec<usize> = out

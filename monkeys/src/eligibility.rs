@@ -49,10 +49,11 @@ impl Exclusions {
         if let Some((k, v)) = self.tags.iter().find(|(k, v)| inst.tags.get(k) == Some(v)) {
             return Some(format!("excluded by tag {k}={v}"));
         }
-        if self.groups.is_match(&inst.group) {
+        // An empty set still builds a match candidate per call: skip it (a million instances are planned over).
+        if !self.groups.is_empty() && self.groups.is_match(&inst.group) {
             return Some(format!("excluded by group pattern (group `{}`)", inst.group));
         }
-        if self.instances.is_match(&inst.id) {
+        if !self.instances.is_empty() && self.instances.is_match(&inst.id) {
             return Some(format!("excluded by instance pattern (`{}`)", inst.id));
         }
         None
@@ -77,29 +78,50 @@ pub fn eligibility(inst: &Instance, opt_in: &OptIn, excl: &Exclusions) -> Eligib
 /// Key of a group: (target name, group name).
 pub type GroupKey = (String, String);
 
-/// Which instances may be touched, and why the others may not.
+/// Which instances may be touched, and why the others may not; it borrows the inventory (an inventory of a
+/// million instances is not copied to be planned over).
 #[derive(Debug, Clone, Default)]
-pub struct Partition {
+pub struct Partition<'i> {
     /// Eligible instances per group, each list sorted by id.
-    pub eligible: BTreeMap<GroupKey, Vec<Instance>>,
+    pub eligible: Groups<'i>,
     /// Opted-in instances that an exclusion protects, with the reason.
-    pub excluded: Vec<(Instance, String)>,
+    pub excluded: Vec<(&'i Instance, String)>,
 }
 
+/// Eligible instances per group.
+pub type Groups<'i> = BTreeMap<GroupKey, Vec<&'i Instance>>;
+
 /// Split an inventory into eligible groups and excluded instances (non-opted-in ones are dropped).
-pub fn partition(inventory: &[Instance], opt_in_for: &dyn Fn(&str) -> OptIn, excl: &Exclusions) -> Partition {
+pub fn partition<'i>(
+    inventory: &'i [Instance],
+    opt_in_for: &dyn Fn(&str) -> OptIn,
+    excl: &Exclusions,
+) -> Partition<'i> {
     let mut p = Partition::default();
+    // Grouped by borrowed keys first: owned keys are made once per group, not once per instance.
+    let mut groups: std::collections::HashMap<(&str, &str), Vec<&Instance>> = Default::default();
+    // Targets are few: their opt-in is asked once each, not once per instance.
+    let mut opt_ins: Vec<(&str, OptIn)> = Vec::new();
     for inst in inventory {
-        match eligibility(inst, &opt_in_for(&inst.target), excl) {
-            Eligibility::Eligible => {
-                p.eligible.entry((inst.target.clone(), inst.group.clone())).or_default().push(inst.clone())
+        let i = match opt_ins.iter().position(|(t, _)| *t == inst.target) {
+            Some(i) => i,
+            None => {
+                opt_ins.push((&inst.target, opt_in_for(&inst.target)));
+                opt_ins.len() - 1
             }
-            Eligibility::Excluded(why) => p.excluded.push((inst.clone(), why)),
+        };
+        match eligibility(inst, &opt_ins[i].1, excl) {
+            Eligibility::Eligible => groups.entry((&inst.target, &inst.group)).or_default().push(inst),
+            Eligibility::Excluded(why) => p.excluded.push((inst, why)),
             Eligibility::NotOptedIn => {}
         }
     }
-    for list in p.eligible.values_mut() {
-        list.sort_by(|a, b| a.id.cmp(&b.id));
-    }
+    p.eligible = groups
+        .into_iter()
+        .map(|((t, g), mut list)| {
+            list.sort_by(|a, b| a.id.cmp(&b.id));
+            ((t.to_string(), g.to_string()), list)
+        })
+        .collect();
     p
 }

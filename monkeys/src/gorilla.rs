@@ -1,6 +1,6 @@
 //! Chaos Gorilla's decision: which zone goes down, and which of its instances — a pure function.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use rand::Rng;
 
@@ -26,9 +26,9 @@ impl ZoneChoice {
     }
 }
 
-/// What Chaos Gorilla decided.
+/// What Chaos Gorilla decided, borrowing the inventory.
 #[derive(Debug, Clone, PartialEq)]
-pub enum GorillaPlan {
+pub enum GorillaPlan<'i> {
     /// Nothing to do; the text says why.
     NoZone(String),
     /// Take this zone down.
@@ -36,9 +36,9 @@ pub enum GorillaPlan {
         /// The zone.
         zone: String,
         /// Eligible instances in the zone to act on, in (target, group, id) order.
-        victims: Vec<Instance>,
+        victims: Vec<&'i Instance>,
         /// Groups left alone because the zone holds all their eligible instances, with those instances.
-        spared: Vec<(GroupKey, Vec<Instance>)>,
+        spared: Vec<(GroupKey, Vec<&'i Instance>)>,
     },
 }
 
@@ -47,12 +47,12 @@ pub enum GorillaPlan {
 /// A group whose every eligible instance sits in the chosen zone is spared unless
 /// `allow_total_loss`: the point is to prove failover, not to take a service down.
 /// Draws exactly one number from `rng`, whatever the inventory, so replays stay aligned.
-pub fn plan<R: Rng>(
-    eligible: &BTreeMap<GroupKey, Vec<Instance>>,
+pub fn plan<'i, R: Rng>(
+    eligible: &crate::eligibility::Groups<'i>,
     choice: &ZoneChoice,
     allow_total_loss: bool,
     rng: &mut R,
-) -> GorillaPlan {
+) -> GorillaPlan<'i> {
     let draw: f64 = rng.random();
     let zones: BTreeSet<&str> = eligible.values().flatten().filter_map(|i| i.zone.as_deref()).collect();
     let zone = match choice {
@@ -71,8 +71,8 @@ pub fn plan<R: Rng>(
     let mut victims = Vec::new();
     let mut spared = Vec::new();
     for (key, members) in eligible {
-        let in_zone: Vec<Instance> =
-            members.iter().filter(|i| i.zone.as_deref() == Some(zone.as_str())).cloned().collect();
+        let in_zone: Vec<&Instance> =
+            members.iter().filter(|i| i.zone.as_deref() == Some(zone.as_str())).copied().collect();
         if in_zone.is_empty() {
             continue;
         }
@@ -107,7 +107,7 @@ mod tests {
         }
     }
 
-    fn groups(inv: &[Instance]) -> BTreeMap<GroupKey, Vec<Instance>> {
+    fn groups(inv: &[Instance]) -> crate::eligibility::Groups<'_> {
         partition(inv, &|_| OptIn::default(), &Exclusions::new(&ExcludeConfig::default()).unwrap()).eligible
     }
 
@@ -142,7 +142,7 @@ mod tests {
             GorillaPlan::NoZone(_)
         ));
         assert!(matches!(
-            plan(&BTreeMap::new(), &ZoneChoice::Random, false, &mut rng),
+            plan(&Default::default(), &ZoneChoice::Random, false, &mut rng),
             GorillaPlan::NoZone(_)
         ));
     }

@@ -1,12 +1,10 @@
 //! Latency Monkey's pure parts: which hosts get the delay, the exact `tc` argv, and reading `tc`/`ip` output.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::seq::index::sample;
 use rand::Rng;
 
-use crate::eligibility::GroupKey;
 use crate::model::Instance;
 
 /// simian's root qdisc handles are `51xx:`; anything else at the root is somebody else's. Each injection
@@ -27,11 +25,7 @@ const DEFAULT_KINDS: [&str; 6] = ["pfifo_fast", "fq_codel", "mq", "noqueue", "fq
 
 /// Pick `per_group` instances of each group uniformly (fewer if the group is smaller), in group order.
 /// Every group draws from `rng` whatever its size, so replays stay aligned.
-pub fn choose<R: Rng>(
-    eligible: &BTreeMap<GroupKey, Vec<Instance>>,
-    per_group: u32,
-    rng: &mut R,
-) -> Vec<Instance> {
+pub fn choose<R: Rng>(eligible: &crate::eligibility::Groups, per_group: u32, rng: &mut R) -> Vec<Instance> {
     let mut out = Vec::new();
     for members in eligible.values() {
         let k = (per_group as usize).min(members.len());
@@ -39,7 +33,7 @@ pub fn choose<R: Rng>(
         let mut local = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
         let mut picked: Vec<usize> = sample(&mut local, members.len(), k).into_vec();
         picked.sort_unstable();
-        out.extend(picked.into_iter().map(|i| members[i].clone()));
+        out.extend(picked.into_iter().map(|i| (*members[i]).clone()));
     }
     out
 }

@@ -156,7 +156,7 @@ impl<A: Actuator> Round<'_, '_, A> {
 
 fn group_skip(
     m: MonkeyName,
-    eligible: &BTreeMap<(String, String), Vec<Instance>>,
+    eligible: &simian_monkeys::chaos::Groups,
     key: &(String, String),
     why: String,
 ) -> Finding {

@@ -121,7 +121,7 @@ impl<A: Actuator> Round<'_, '_, A> {
         )
     }
 
-    async fn gorilla_terminate(&mut self, victims: &[Instance], out: &mut Out<'_>) -> Result<(), RunError> {
+    async fn gorilla_terminate(&mut self, victims: &[&Instance], out: &mut Out<'_>) -> Result<(), RunError> {
         let m = MonkeyName::Gorilla;
         let mut rest = victims;
         while let Some(first) = rest.first() {
@@ -132,7 +132,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             // Journaled like every kill, so Chaos Monkey's spacing sees it too; a zone drop is not
             // counted against max_kills_per_run.
             let mut go = Vec::new();
-            for v in batch {
+            for &v in batch {
                 match self.gate(m, Some(v), Journal::Kill { min_between: None, limited: false })? {
                     Ok(permit) => go.push((v, permit)),
                     Err(why) => out.push(Self::gorilla_refused(v, Action::Terminate, why)),
@@ -171,7 +171,7 @@ impl<A: Actuator> Round<'_, '_, A> {
     async fn gorilla_isolate(
         &mut self,
         zone: &str,
-        victims: &[Instance],
+        victims: &[&Instance],
         duration: std::time::Duration,
         out: &mut Out<'_>,
     ) -> Result<(), RunError> {
@@ -179,7 +179,7 @@ impl<A: Actuator> Round<'_, '_, A> {
         // Each instance is held `duration` from its own isolation, so a slow isolate of the last host does
         // not shorten its hold; the round holds until the latest end.
         let mut until = None;
-        for v in victims {
+        for &v in victims {
             if self.opts.shutdown.is_cancelled() {
                 out.push(Self::gorilla_refused(
                     v,

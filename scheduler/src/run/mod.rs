@@ -327,12 +327,13 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
 
     /// The eligible instances, split by group, or the run-level finding saying why there are none to have.
     #[allow(clippy::result_large_err)]
-    fn eligible(&self, m: MonkeyName) -> Result<simian_monkeys::eligibility::Partition, Finding> {
+    fn eligible(&self, m: MonkeyName) -> Result<simian_monkeys::eligibility::Partition<'a>, Finding> {
         let failed = |why: String| {
             Finding::run_level(m, simian_monkeys::Outcome::Failed, simian_monkeys::Severity::Critical, why)
         };
-        let inventory =
-            self.ctx.inventory.as_ref().map_err(|e| failed(format!("cannot list instances: {e}")))?;
+        // Borrowed for the round's lifetime, not this call's: the round acts while it holds the partition.
+        let ctx: &'a RunContext<'c, A> = self.ctx;
+        let inventory = ctx.inventory.as_ref().map_err(|e| failed(format!("cannot list instances: {e}")))?;
         let excl = exclusions(self.policy).map_err(failed)?;
         Ok(simian_monkeys::eligibility::partition(inventory, &|t| opt_in_for(self.policy, t), &excl))
     }
