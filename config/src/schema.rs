@@ -51,6 +51,20 @@ pub struct Policy {
     /// Measure the service before, during and after every acting round; abort and revert when it breaks.
     #[serde(default)]
     pub steady_state: Option<crate::steady::SteadyStateConfig>,
+    /// How long the store keeps runs, findings and delivered messages; default 90 days. Undelivered messages,
+    /// open faults and each group's last kill are kept whatever their age.
+    #[serde(default)]
+    pub retention: Option<Duration>,
+}
+
+impl Policy {
+    /// The default `retention`.
+    pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
+    /// `retention`, or its default.
+    pub fn retention(&self) -> std::time::Duration {
+        self.retention.map_or(Self::RETENTION, |d| d.std())
+    }
 }
 
 fn yes() -> bool {

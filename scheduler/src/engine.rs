@@ -10,7 +10,7 @@ use simian_sinks::http::Poster;
 use simian_sinks::metrics::Metrics;
 use simian_sinks::{Message, Sink};
 use simian_targets::{Fleet, TargetError};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::outbox::{self, DeliverySummary, Urgency};
@@ -199,9 +199,21 @@ impl Engine {
     }
 
     /// Fully delivered messages are kept a while for `simian outbox`, then dropped; findings stay.
+    /// Apply the policy's `retention` (runs, findings, delivered messages older than it leave the store).
     fn prune(&self, store: &Store) {
-        if let Err(e) = store.prune_outbox(crate::clock::sub(self.clock.now(), chrono::TimeDelta::days(30))) {
-            warn!(error = %crate::chain(&e), "cannot prune the outbox");
+        let keep =
+            chrono::TimeDelta::from_std(self.policy.policy.retention()).unwrap_or(chrono::TimeDelta::MAX);
+        match store.prune(crate::clock::sub(self.clock.now(), keep)) {
+            Ok(p) if p.findings + p.runs + p.messages > 0 => {
+                info!(
+                    findings = p.findings,
+                    runs = p.runs,
+                    messages = p.messages,
+                    "pruned what is past retention"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %crate::chain(&e), "cannot prune the store"),
         }
     }
 }

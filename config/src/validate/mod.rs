@@ -78,6 +78,16 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (
             }
         }
     }
+    at_most(policy.retention, bound::RETENTION, vec![key("retention")], &mut issues);
+    if policy.retention.is_some_and(|d| d.std() < std::time::Duration::from_secs(HOUR)) {
+        issues.push(
+            Issue::at(
+                vec![key("retention")],
+                "a retention under an hour would drop findings before they are read",
+            )
+            .hint("give at least `1h`; the default is 90d"),
+        );
+    }
     targets(&policy.targets, &mut issues);
     sinks(policy, &mut issues);
     let schedules = monkeys(policy, all_targets, &mut issues);
@@ -111,6 +121,8 @@ mod bound {
     pub const TIMEOUT: u64 = HOUR;
     /// How long ssh keeps an idle shared connection; 10-18's tolerated skew.
     pub const LONG: u64 = DAY;
+    /// How long the store keeps history.
+    pub const RETENTION: u64 = 10 * 366 * DAY;
 }
 
 /// The located error for a duration above `max_secs`, naming the bound.

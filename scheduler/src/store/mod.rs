@@ -4,12 +4,14 @@ mod faults;
 mod health;
 mod kills;
 mod outbox;
+mod retention;
 mod runs;
 
 pub use faults::{FaultKind, FaultState, OpenFault};
 pub use health::HealthRow;
 pub use kills::Claim;
 pub use outbox::{host_name, owner_id, Backoff, OpenMessage, PendingDelivery, Sealing};
+pub use retention::Pruned;
 pub use runs::{ActionCount, HistoryEntry, RunRow};
 
 use std::path::{Path, PathBuf};
