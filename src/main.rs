@@ -24,7 +24,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(dispatch(args)) {
+    let result = rt.block_on(dispatch(args));
+    // Once the command is done nothing left on the blocking pool matters (a policy reload the daemon no
+    // longer needs, say): exit now instead of waiting for it.
+    rt.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -52,7 +52,7 @@ pub enum DaemonError {
 }
 
 /// A policy being read after SIGHUP.
-type Loading = tokio::sync::oneshot::Receiver<Result<LoadedPolicy, simian_config::PolicyErrors>>;
+type Loading = tokio::task::JoinHandle<Result<LoadedPolicy, simian_config::PolicyErrors>>;
 
 /// How the daemon is driven.
 pub struct DaemonOptions {
@@ -163,7 +163,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
                 loading = None;
                 match done {
                     Ok(loaded) => d.reloaded(loaded),
-                    Err(_) => error!("policy reload failed (the reading thread ended), keeping the previous policy"),
+                    Err(e) => error!(error = %e, "policy reload failed, keeping the previous policy"),
                 }
                 if std::mem::take(&mut again) {
                     loading = Some(d.start_reload());
@@ -270,18 +270,11 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: read the policy file again on a thread of its own (not the runtime's blocking pool, whose
-    /// threads the runtime waits for at exit: SIGTERM must not wait for a slow read).
+    /// SIGHUP: read the policy file again on the blocking pool, off the loop (the binary does not wait for
+    /// the pool at exit, so SIGTERM never waits for a slow read).
     fn start_reload(&self) -> Loading {
         let path = self.policy.path.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new().name("policy-reload".into()).spawn(move || {
-            let _ = tx.send(simian_config::load(&path));
-        });
-        if let Err(e) = spawned {
-            error!(error = %e, "cannot start a thread to reload the policy");
-        }
-        rx
+        tokio::task::spawn_blocking(move || simian_config::load(&path))
     }
 
     /// Take the new policy if it loaded; otherwise say why and keep the old one.
