@@ -80,6 +80,19 @@ pub(crate) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (Strin
     (out, errors)
 }
 
+/// One string value after `${VAR}` expansion, with the problems found. A plain (unquoted) value that held a
+/// `${…}` is typed again, so `probability: ${P}` reads as a number; a quoted one stays a string. `plain` is
+/// asked only when it matters. The tree path and the streaming fast path both expand through here.
+pub(crate) fn expand_value(
+    s: &str,
+    plain: impl FnOnce() -> bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Value, Vec<ExpandError>) {
+    let (expanded, errors) = expand(s, env);
+    let typed = if s.contains("${") && plain() { yaml::plain_scalar(&expanded) } else { None };
+    (typed.unwrap_or(Value::String(expanded)), errors)
+}
+
 /// Expands every string value in `value`; returns one issue per problem, at the value's path.
 pub(crate) fn expand_tree(
     value: &mut Value,
@@ -93,11 +106,9 @@ pub(crate) fn expand_tree(
             if !s.contains('$') {
                 return;
             }
-            let (expanded, errors) = expand(s, env);
-            let had_ref = s.contains("${");
+            let (expanded, errors) = expand_value(s, || loc.is_plain(segs), env);
             issues.extend(errors.into_iter().map(|e| e.into_issue(segs.clone())));
-            let typed = if had_ref && loc.is_plain(segs) { yaml::plain_scalar(&expanded) } else { None };
-            *value = typed.unwrap_or(Value::String(expanded));
+            *value = expanded;
         }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {

@@ -121,12 +121,7 @@ pub fn load(path: &Path) -> Result<LoadedPolicy, PolicyErrors> {
             hint: Some("pass --policy FILE or set SIMIAN_POLICY".into()),
         }])
     };
-    let bytes = read_bytes(path).map_err(unreadable)?;
-    if bytes.len() > MAX_POLICY_BYTES {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(bytes.len() as u64);
-        return Err(PolicyErrors(vec![too_big(&name, len)]));
-    }
-    load_bytes(path, bytes)
+    load_bytes(path, read_bytes(path).map_err(unreadable)?)
 }
 
 /// The policy file's bytes, at most one over [`MAX_POLICY_BYTES`]: a huge file (or an endless one, like
@@ -141,6 +136,11 @@ pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Validates the policy `bytes` read from `path` (as [`load`] does after reading the file).
 pub fn load_bytes(path: &Path, bytes: Vec<u8>) -> Result<LoadedPolicy, PolicyErrors> {
     let name = path.display().to_string();
+    if bytes.len() > MAX_POLICY_BYTES {
+        // [`read_bytes`] stops one byte over the limit: the file says how big it really is.
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(bytes.len() as u64);
+        return Err(PolicyErrors(vec![too_big(&name, len)]));
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         PolicyErrors(vec![PolicyError {
             file: name.clone(),

@@ -40,24 +40,14 @@ pub(crate) fn read<T: DeserializeOwned>(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<T, GiveUp> {
     let mut events = Events { parser: Parser::new_from_str(text), env, depth: 0 };
-    loop {
-        match events.next()? {
-            Event::StreamStart | Event::DocumentStart => {
-                if matches!(events.peek()?, Event::DocumentStart | Event::StreamStart) {
-                    continue;
-                }
-                break;
-            }
-            other => return give_up(format!("unexpected {other:?} before the document")),
-        }
+    // yaml-rust2 frames even an implicit document with its start and end events.
+    if !matches!((events.next()?, events.next()?), (Event::StreamStart, Event::DocumentStart)) {
+        return give_up("no document");
     }
     let value = T::deserialize(&mut events)?;
-    loop {
-        match events.next()? {
-            Event::DocumentEnd => {}
-            Event::StreamEnd => return Ok(value),
-            _ => return give_up("more than one document"),
-        }
+    match (events.next()?, events.next()?) {
+        (Event::DocumentEnd, Event::StreamEnd) => Ok(value),
+        _ => give_up("more than one document"),
     }
 }
 
@@ -104,16 +94,14 @@ impl Events<'_, '_> {
         };
         let plain = style == TScalarStyle::Plain;
         let value = if plain { resolve_plain(text) } else { Value::String(text) };
-        // As `env::expand_tree`: only string values are expanded; a plain one that held `${…}` is typed again.
+        // As in the tree path, only string values are expanded.
         match value {
             Value::String(s) if s.contains('$') => {
-                let (expanded, errors) = crate::env::expand(&s, self.env);
+                let (expanded, errors) = crate::env::expand_value(&s, || plain, self.env);
                 if !errors.is_empty() {
                     return give_up("a variable does not expand");
                 }
-                let typed =
-                    if plain && s.contains("${") { crate::yaml::plain_scalar(&expanded) } else { None };
-                Ok(typed.unwrap_or(Value::String(expanded)))
+                Ok(expanded)
             }
             v => Ok(v),
         }

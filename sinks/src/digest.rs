@@ -55,18 +55,14 @@ pub fn digest<'f>(findings: &[&'f Finding]) -> Vec<Line<'f>> {
         .filter(|f| !summarized(f) || once.contains(&(*f as *const Finding)))
         .map(Line::Item)
         .collect();
-    let mut many: Vec<Line> = groups
+    let mut many: Vec<(usize, &'static str, String)> = groups
         .into_iter()
         .filter(|(_, v)| v.len() > 1)
-        .map(|((unit, reason), v)| Line::Skips { count: v.len(), unit, reason })
+        .map(|((unit, reason), v)| (v.len(), unit, reason))
         .collect();
-    many.sort_by(|a, b| match (a, b) {
-        (Line::Skips { count: x, reason: r, .. }, Line::Skips { count: y, reason: s, .. }) => {
-            y.cmp(x).then_with(|| r.cmp(s))
-        }
-        _ => std::cmp::Ordering::Equal,
-    });
-    out.extend(many);
+    // Largest first, then by reason.
+    many.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+    out.extend(many.into_iter().map(|(count, unit, reason)| Line::Skips { count, unit, reason }));
     out
 }
 

@@ -238,12 +238,13 @@ impl Store {
 
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests read the real clock
-mod tests {
+pub(super) mod tests {
     use super::*;
     use chrono::TimeDelta;
     use simian_monkeys::{Action, Finding, Instance, Mode, MonkeyName, Outcome, Severity, Undo};
 
-    fn inst(group: &str) -> Instance {
+    /// Instance `web-1` of target `lab` in `group`.
+    pub(in crate::store) fn inst(group: &str) -> Instance {
         Instance {
             target: "lab".into(),
             id: "web-1".into(),

@@ -92,22 +92,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::inst;
     use crate::store::Claim;
     use chrono::TimeDelta;
-    use simian_monkeys::{Action, Finding, Instance, Mode, MonkeyName, Outcome, Severity};
-
-    fn inst(group: &str) -> Instance {
-        Instance {
-            target: "lab".into(),
-            id: format!("{group}-1"),
-            address: None,
-            group: group.into(),
-            zone: None,
-            region: None,
-            url: None,
-            tags: Default::default(),
-        }
-    }
+    use simian_monkeys::{Action, Finding, Mode, MonkeyName, Outcome, Severity};
 
     /// The database's size in bytes, free pages included (SQLite reuses them; the file does not shrink).
     fn size(s: &Store) -> i64 {
