@@ -497,3 +497,18 @@ fn huge_durations_are_refused_with_the_bound() {
         "version: 1\nmonkeys:\n  gorilla:\n    schedule: \"0 11 * * wed\"\n    zone: a\n    duration: 7d\n";
     assert_eq!(errors(at_bound, &[]), "ok");
 }
+
+#[test]
+fn retention_defaults_to_90_days_and_refuses_hostile_values_at_their_place() {
+    let base = "version: 1\ntargets:\n  - { type: hosts, name: t, terminate: [\"true\"], hosts: [{ id: a, group: g }] }\n";
+    let p = try_load(base, &[]).expect("valid");
+    assert_eq!(p.policy.retention(), std::time::Duration::from_secs(90 * 86_400));
+    let e = errors(&format!("{base}retention: 10m\n"), &[]);
+    assert!(e.contains("policy.yaml:4:12: a retention under an hour"), "{e}");
+    let e = errors(&format!("{base}retention: 600w\n"), &[]);
+    assert!(e.contains("policy.yaml:4:12: `retention: 600w` is too long"), "{e}");
+    for bad in ["20000000w", "-1d", "0", "[1d]", "{a: 1}", "\"\""] {
+        let e = errors(&format!("{base}retention: {bad}\n"), &[]);
+        assert!(e.starts_with("policy.yaml:4:"), "{bad}: {e}");
+    }
+}
