@@ -48,10 +48,13 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn policy(dir: &Path, moto: &Moto, monkeys: &str) -> PathBuf {
+    policy_at(dir, moto.endpoint(), monkeys)
+}
+
+fn policy_at(dir: &Path, endpoint: &str, monkeys: &str) -> PathBuf {
     let path = dir.join("simian.yaml");
     let text = format!(
-        "version: 1\nmode: live\nexclude:\n  tags: {{ \"simian:exempt\": \"true\" }}\ntargets:\n  - name: staging\n    type: aws_ec2\n    regions: [us-east-1]\n    endpoint_url: {}\nmonkeys:\n{monkeys}",
-        moto.endpoint()
+        "version: 1\nmode: live\nexclude:\n  tags: {{ \"simian:exempt\": \"true\" }}\ntargets:\n  - name: staging\n    type: aws_ec2\n    regions: [us-east-1]\n    endpoint_url: {endpoint}\nmonkeys:\n{monkeys}"
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -145,6 +148,48 @@ fn chaos_monkey_kills_only_eligible_ec2_instances_and_counts_api_calls() {
     let calls = r["api_calls"].as_u64().unwrap();
     // One DescribeInstances page and one batched TerminateInstances: nothing else.
     assert_eq!(calls, 2, "api_calls");
+}
+
+/// Real AWS is HTTPS only: the SDK's client (rustls with ring, the platform's roots) talks TLS to a front
+/// whose CA the run is told to trust, and refuses the same front when it is not.
+#[test]
+fn https_endpoints_are_verified_against_the_trusted_roots() {
+    let moto = Moto::start();
+    let rt = rt();
+    let f = rt.block_on(Ec2Fleet::launch(&moto));
+    let tls = testkit::tls::TlsFront::start(moto.port());
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_at(
+        dir.path(),
+        &tls.endpoint(),
+        "  chaos:\n    schedule: \"* * * * *\"\n    probability: 1.0\n",
+    );
+
+    // Not trusted (only the platform's roots): refused at the handshake, nothing touched.
+    let out = simian_cmd(&["run", "--policy", p(&pol), "--format", "json"])
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&tls.endpoint()) && err.contains("certificate"), "{err}");
+    let states = rt.block_on(f.net.states(&f.all()));
+    assert!(states.values().all(|s| !gone(s)), "{states:?}");
+
+    // Trusted: the inventory and the kills go over TLS.
+    let out = simian_cmd(&["run", "--policy", p(&pol), "--seed", "11", "--format", "json"])
+        .env("SSL_CERT_FILE", tls.ca())
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    let r = ok(out);
+    let killed = with(&r, "terminate", "done");
+    assert_eq!(killed.len(), 2, "{r:#}");
+    let states = rt.block_on(f.net.states(&f.all()));
+    for (id, state) in &states {
+        assert_eq!(gone(state), killed.contains(id), "{id} is {state}");
+    }
 }
 
 #[test]

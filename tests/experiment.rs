@@ -88,16 +88,25 @@ fn the_books_case_capacity_is_54_percent() {
     assert_eq!(e["monkey"], "gorilla");
     let probe = &e["probes"][0];
     assert_eq!(probe["kind"], "http");
-    let capacity = probe["capacity"].as_f64().unwrap();
-    assert!((capacity - 0.54).abs() <= 0.03, "capacity {capacity}: {probe:#}");
-    let p50 = probe["during"]["p50_ms"].as_f64().unwrap();
-    assert!((p50 - 133.0).abs() <= 133.0 * 0.05, "p50 during {p50}");
+    // Latencies are the service's delay plus this machine's overhead, which only adds (a few ms, more while
+    // CI builds beside the test); so each p50 is bounded below by the delay and above by delay + 15 %.
+    let near = |ms: f64, delay: f64| ms >= delay - 1.0 && ms <= delay * 1.15;
     let base = probe["baseline"]["p50_ms"].as_f64().unwrap();
-    assert!((base - 72.0).abs() <= 72.0 * 0.05, "p50 baseline {base}");
+    assert!(near(base, 72.0), "p50 baseline {base}: {probe:#}");
+    let during = probe["during"]["p50_ms"].as_f64().unwrap();
+    assert!(near(during, 133.0), "p50 during {during}: {probe:#}");
+    let rec = probe["recovery"]["p50_ms"].as_f64().unwrap();
+    assert!(near(rec, 72.0), "p50 recovery {rec}: {probe:#}");
     assert!(probe["baseline"]["samples"].as_u64().unwrap() > 100);
     assert_eq!(probe["during"]["error_rate"].as_f64(), Some(0.0));
-    let rec = probe["recovery"]["p50_ms"].as_f64().unwrap();
-    assert!((rec - 72.0).abs() <= 72.0 * 0.1, "p50 recovery {rec}");
+    // A closed loop of 4 clients serves 4 / latency per second, so capacity is the ratio of the latencies the
+    // probe measured (72/133 = 0.54 without overhead; 77/138 = 0.56 with 5 ms of it).
+    let capacity = probe["capacity"].as_f64().unwrap();
+    assert!(
+        (capacity - base / during).abs() <= 0.03,
+        "capacity {capacity} vs latencies {base}/{during}: {probe:#}"
+    );
+    assert!((capacity - 0.54).abs() <= 0.05, "capacity {capacity}: {probe:#}");
     assert!(e["recovered_after_s"].as_f64().is_some(), "{e:#}");
     let lines = messages(&r, "experiment");
     assert!(
@@ -300,9 +309,11 @@ fn latency_proxy_is_measured_through_all_three_phases() {
     assert_eq!(e["verdict"], "held", "{e:#}");
     let pr = &e["probes"][0];
     let p50 = |phase: &str| pr[phase]["p50_ms"].as_f64().unwrap();
-    assert!((p50("baseline") - 30.0).abs() < 6.0, "{pr:#}");
-    assert!((p50("during") - 90.0).abs() < 10.0, "{pr:#}");
-    assert!((p50("recovery") - 30.0).abs() < 6.0, "{pr:#}");
+    // The service's delay (+60 ms during the fault) plus overhead that only adds: the proxy's hop, a busy CI.
+    let near = |ms: f64, delay: f64| ms >= delay - 1.0 && ms <= delay + 10.0;
+    assert!(near(p50("baseline"), 30.0), "{pr:#}");
+    assert!(near(p50("during"), 90.0), "{pr:#}");
+    assert!(near(p50("recovery"), 30.0), "{pr:#}");
     assert_eq!(pr["baseline"]["error_rate"].as_f64(), Some(0.0), "the proxy listens during the baseline");
     assert_eq!(of(&r, "revert_latency", "done").len(), 1);
 }

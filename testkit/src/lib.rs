@@ -18,6 +18,7 @@ pub mod pushgateway;
 pub mod receiver;
 pub mod service;
 pub mod sshd;
+pub mod tls;
 pub mod vm;
 
 use std::collections::BTreeMap;
@@ -198,6 +199,7 @@ impl Moto {
             .region(Region::new(region.to_string()))
             .credentials_provider(Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "testkit"))
             .endpoint_url(self.endpoint.clone())
+            .http_client(simian_targets::aws_ec2::https_client())
             .build();
         Client::from_conf(config)
     }

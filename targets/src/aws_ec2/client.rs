@@ -1,6 +1,9 @@
 //! The SDK client per region: timeouts, retries, credentials resolved once, every HTTP attempt counted,
 //! and AWS errors sorted into configuration problems and action failures.
 
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
 use super::*;
 
 /// Error codes that mean the credentials themselves were refused.
@@ -90,6 +93,20 @@ pub(super) fn caused_by_credentials(err: &(dyn std::error::Error + 'static)) -> 
 /// debug log instead).
 pub(super) use simian_monkeys::error::chain;
 
+/// The SDK's HTTP client: HTTPS through rustls with ring (the crypto provider reqwest uses too, so the binary
+/// carries one TLS stack), the platform's root certificates, plain HTTP for a local `endpoint_url`. One per
+/// process, so every region's client shares its connection pool.
+pub fn https_client() -> SharedHttpClient {
+    static CLIENT: std::sync::OnceLock<SharedHttpClient> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+                .build_https()
+        })
+        .clone()
+}
+
 impl Ec2Target {
     /// Where calls for `region` go, for messages.
     pub(super) fn endpoint(&self, region: &str) -> String {
@@ -107,6 +124,7 @@ impl Ec2Target {
 
     pub(super) async fn make_client(&self, region: &str) -> Result<Client, Failure> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
             .region(Region::new(region.to_string()))
             .retry_config(
                 RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_max_backoff(MAX_BACKOFF),

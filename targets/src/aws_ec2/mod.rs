@@ -39,6 +39,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
 use crate::TargetError;
+pub use client::https_client;
 use client::Failure;
 
 /// Tag simian puts on the isolation group it creates; it never uses a same-named group without it.
