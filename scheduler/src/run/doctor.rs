@@ -20,9 +20,9 @@ use simian_monkeys::eligibility::{eligibility, Eligibility};
 const M: MonkeyName = MonkeyName::Doctor;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What one probe found.
-struct Probe {
-    inst: Instance,
+/// What one probe found, about an instance of the round's inventory.
+struct Probe<'i> {
+    inst: &'i Instance,
     /// `Ok` = passed; `Err(reasons)` = failed.
     verdict: Result<(), String>,
     /// The probe could not be made at all (no URL and no /proc, executor failure).
@@ -70,7 +70,7 @@ impl<A: Actuator> Round<'_, '_, A> {
             max_disk_used_pct: cfg.max_disk_used.map(|p| p.0),
         };
         let actuator = self.ctx.actuator;
-        let mut probes: Vec<Probe> = stream::iter(inventory.into_iter().map(|inst| {
+        let mut probes: Vec<Probe> = stream::iter(inventory.iter().map(|inst| {
             let (client, expect, limits) = (&client, &expect, &limits);
             async move { probe(actuator, client, cfg, expect, limits, inst).await }
         }))
@@ -94,7 +94,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                     Action::ProbeError,
                     Outcome::Done,
                     Severity::Warning,
-                    &p.inst,
+                    p.inst,
                     e.clone(),
                 ));
                 continue;
@@ -115,17 +115,17 @@ impl<A: Actuator> Round<'_, '_, A> {
                         Action::Unhealthy,
                         Outcome::Done,
                         Severity::Critical,
-                        &p.inst,
+                        p.inst,
                         format!("unhealthy after {threshold} failed check(s) in a row: {why}"),
                     ));
-                    newly_unhealthy.push(p.inst.clone());
+                    newly_unhealthy.push(p.inst);
                 }
                 Some(Transition::Recovered) => out.push(Finding::about(
                     M,
                     Action::Recovered,
                     Outcome::Done,
                     Severity::Info,
-                    &p.inst,
+                    p.inst,
                     format!("recovered after {threshold} passed check(s) in a row"),
                 )),
                 None => {}
@@ -135,7 +135,7 @@ impl<A: Actuator> Round<'_, '_, A> {
         self.summary.insert("doctor".into(), summary_value(&s));
         if cfg.remediate == Remediation::Terminate {
             for inst in newly_unhealthy {
-                out.push(self.remediate(&inst).await?);
+                out.push(self.remediate(inst).await?);
             }
         }
         Ok(())
@@ -204,14 +204,14 @@ impl<A: Actuator> Round<'_, '_, A> {
 }
 
 /// Probe one instance: its HTTP endpoint (if it has a URL) and /proc (if asked).
-async fn probe<A: Actuator>(
+async fn probe<'i, A: Actuator>(
     actuator: &A,
     client: &reqwest::Client,
     cfg: &simian_config::DoctorConfig,
     expect: &HttpExpect,
     limits: &ProcThresholds,
-    inst: Instance,
-) -> Probe {
+    inst: &'i Instance,
+) -> Probe<'i> {
     let template = inst.url.clone().or_else(|| cfg.url.clone());
     if template.is_none() && !cfg.proc {
         return Probe {
@@ -224,7 +224,7 @@ async fn probe<A: Actuator>(
     let mut reasons = Vec::new();
     let mut latency = None;
     if let Some(t) = template {
-        let url = match simian_targets::template::render(&[t], &inst) {
+        let url = match simian_targets::template::render(&[t], inst) {
             Ok(v) => v.into_iter().next().unwrap_or_default(),
             Err(e) => {
                 return Probe {
@@ -261,7 +261,9 @@ async fn probe<A: Actuator>(
     }
     if cfg.proc {
         let argv = ["sh".to_string(), "-c".to_string(), doctor::proc_script().to_string()];
-        match actuator.run_on(&inst, &argv).await {
+        // Boxed: the executors' futures (ssh, wrap) are far larger than an HTTP probe's, and every one of the
+        // `concurrency` probes in flight would otherwise reserve room for them (18 KiB each, measured).
+        match Box::pin(actuator.run_on(inst, &argv)).await {
             Ok(o) if o.status == 0 => {
                 let (facts, errors) = doctor::parse_proc_output(&o.stdout);
                 reasons.extend(errors);

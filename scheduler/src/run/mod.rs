@@ -313,13 +313,15 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         &self,
         m: MonkeyName,
         cfg: Option<&'p T>,
-    ) -> Result<(&'p T, Vec<Instance>), Finding> {
+    ) -> Result<(&'p T, &'a [Instance]), Finding> {
         use simian_monkeys::{Outcome, Severity};
         let cfg = configured(m, cfg)?;
         if !self.policy.policy.enabled || !monkey_enabled(self.policy, m) {
             return Err(skipped(m, format!("monkey `{m}` is disabled in the policy")));
         }
-        let inventory = self.ctx.inventory.clone().map_err(|e| {
+        // Borrowed, not copied: a sweep of 10,000 endpoints holds one inventory, not two.
+        let ctx: &'a RunContext<'c, A> = self.ctx;
+        let inventory = ctx.inventory.as_deref().map_err(|e| {
             Finding::run_level(m, Outcome::Failed, Severity::Critical, format!("cannot list instances: {e}"))
         })?;
         Ok((cfg, inventory))

@@ -45,7 +45,7 @@ impl<A: Actuator> Round<'_, '_, A> {
         };
         let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().ok();
         let actuator = self.ctx.actuator;
-        let mut read: Vec<(Instance, Facts)> = stream::iter(inventory.into_iter().map(|inst| {
+        let mut read: Vec<(Instance, Facts)> = stream::iter(inventory.iter().cloned().map(|inst| {
             let client = client.as_ref();
             async move {
                 let facts = facts_of(actuator, client, &inst).await;
