@@ -328,3 +328,82 @@ fn sigterm_during_the_first_slow_kill_stops_the_others() {
     let alive = ["web-1", "api-1", "job-1"].iter().filter(|id| fleet.alive(id)).count();
     assert_eq!(alive, 2);
 }
+
+/// A SIGKILL while a round prunes what is past `retention` loses nothing that must stay: each batch commits
+/// on its own, so the store stays whole, every recent finding is still there, and the next round finishes.
+#[test]
+fn sigkill_during_the_prune_keeps_the_store_whole() {
+    let fleet = Fleet::start(THREE);
+    let db = fleet.dir.path().join("simian.db");
+    let pol = fleet.write_policy(
+        THREE,
+        &format!("store: {}\n", db.display()),
+        "    probability: 1.0\n",
+        "[\"true\"]",
+    );
+    make_dry_run(&pol);
+    for _ in 0..2 {
+        assert_ok(&simian(&["run", "--policy", p(&pol)]));
+    }
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    let ids = |c: &rusqlite::Connection, sql: &str| -> Vec<i64> {
+        let mut st = c.prepare(sql).unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let recent = ids(&conn, "SELECT id FROM findings ORDER BY id");
+    assert!(!recent.is_empty());
+    // 300,000 findings of a run 200 days ago: all past the default retention (90d), none in the outbox.
+    let old_ms = chrono::Utc::now().timestamp_millis() - 200 * 86_400_000;
+    let tx = conn.unchecked_transaction().unwrap();
+    // As simian writes them: the mode and fields copied from a recent finding, only older.
+    tx.execute("INSERT INTO runs (id, seed, mode, started_ms, finished_ms) SELECT 'old', seed, mode, ?1, ?1 FROM runs LIMIT 1", [old_ms])
+        .unwrap();
+    {
+        let mut ins = tx
+            .prepare(
+                "INSERT INTO findings (id, run_id, at_ms, mode, dry_run, monkey, action, outcome, target, instance, \
+                 grp, zone, severity, message) SELECT ?1, 'old', ?2, mode, dry_run, monkey, action, outcome, target, \
+                 instance, grp, zone, severity, message FROM findings WHERE id > 0 LIMIT 1",
+            )
+            .unwrap();
+        for i in 1..=300_000i64 {
+            ins.execute([-i, old_ms - i]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    let count = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT COUNT(*) FROM findings WHERE run_id = 'old'", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(count(&conn), 300_000);
+
+    // The round prunes after its report; kill it as soon as the first batches are gone.
+    let mut child = spawn_run(&pol);
+    let left = loop {
+        let n = count(&conn);
+        if n < 300_000 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break count(&conn);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the round ended ({status}) before its prune was seen to start: {n} old findings left");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(left > 0 && left < 300_000, "killed mid-prune: {left} old findings left");
+    eprintln!("killed mid-prune: {left} of 300,000 old findings left");
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    let kept = ids(&conn, "SELECT id FROM findings WHERE id > 0 ORDER BY id");
+    assert!(recent.iter().all(|id| kept.contains(id)), "recent findings lost: {recent:?} vs {kept:?}");
+    let history = simian(&["history", "--policy", p(&pol), "--since", "1d", "--format", "json"]);
+    assert_ok(&history);
+    assert!(json(&history).as_array().unwrap().len() >= recent.len());
+
+    // The next round finishes the prune and keeps everything recent.
+    assert_ok(&simian(&["run", "--policy", p(&pol)]));
+    assert_eq!(count(&conn), 0);
+    let kept = ids(&conn, "SELECT id FROM findings WHERE id > 0 ORDER BY id");
+    assert!(recent.iter().all(|id| kept.contains(id)));
+}
