@@ -112,16 +112,17 @@ pub fn engine(policy: &LoadedPolicy) -> Engine {
 
 /// Run one round against the policy's fleet (its findings stream to every sink as they are made); shared
 /// by `run`, `plan` and `demo`.
-pub async fn run_round(policy: &LoadedPolicy, opts: &RunOptions) -> Result<simian_monkeys::Report> {
+/// Takes the policy: the engine keeps it, so a 100,000-host policy is held once, not copied.
+pub async fn run_round(policy: LoadedPolicy, opts: &RunOptions) -> Result<simian_monkeys::Report> {
     // Seeded before the run so a Pushgateway push carries cumulative totals.
-    let metrics = match service::pushgateway(policy) {
+    let metrics = match service::pushgateway(&policy) {
         Some(_) => {
             let store = Store::open(&policy.store_path).context("cannot open the store")?;
             Some(Arc::new(service::seeded_metrics(&store)?))
         }
         None => None,
     };
-    let mut engine = engine(policy);
+    let mut engine = Engine::new(policy, Arc::new(SystemClock));
     if let Some(m) = &metrics {
         engine = engine.with_metrics(m.clone());
     }
@@ -132,7 +133,7 @@ pub async fn run_round(policy: &LoadedPolicy, opts: &RunOptions) -> Result<simia
         Err(e) => return Err(anyhow::Error::new(e)),
     };
     if let Some(m) = &metrics {
-        service::push_metrics(policy, m, &report).await;
+        service::push_metrics(engine.policy(), m, &report).await;
     }
     Ok(report)
 }
@@ -155,7 +156,7 @@ pub async fn run(a: RunArgs, force_dry: bool) -> Result<ExitCode> {
         shutdown: shutdown_on_signals(),
         metrics: None,
     };
-    let report = run_round(&p, &opts).await?;
+    let report = run_round(p, &opts).await?;
     print_report(&report, a.format)
 }
 

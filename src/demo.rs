@@ -119,7 +119,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
         dir.path().display()
     );
     let mut members = Vec::new();
-    for host in hosts {
+    for host in hosts.iter().cloned() {
         members.push(start_member(&exe, host, "0s").await?);
     }
     for m in &members {
@@ -147,7 +147,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     let policy = load_policy(&policy_path)?;
     let opts =
         RunOptions { seed: args.seed, shutdown: commands::shutdown_on_signals(), ..Default::default() };
-    let report = commands::run_round(&policy, &opts).await?;
+    let report = commands::run_round(policy.clone(), &opts).await?;
     println!("Chaos Monkey, live:");
     print!("{}", simian_sinks::render_report(&report, false));
 
@@ -255,7 +255,7 @@ async fn experiment(exe: &Path, dir: &Path) -> Result<bool> {
     );
     let policy = load_policy(&path)?;
     let opts = RunOptions { shutdown: commands::shutdown_on_signals(), ..Default::default() };
-    let report = commands::run_round(&policy, &opts).await;
+    let report = commands::run_round(policy.clone(), &opts).await;
     let _ = shop.child.start_kill();
     let _ = shop.child.wait().await;
     let report = report?;

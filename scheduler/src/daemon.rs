@@ -253,7 +253,7 @@ impl Daemon {
             }
             let inventory = self.engine.fleet().inventory().await.unwrap_or_else(|e| {
                 warn!(error = %e, "cannot list instances for the day's plan; announcing times only");
-                Vec::new()
+                Arc::from([])
             });
             let msg = Message::Announcement(crate::announce::plan(&self.policy, &inventory, day, now));
             info!(sink = %sink, day = %day, "announcing the day's plan");

@@ -102,7 +102,7 @@ impl Engine {
     }
 
     /// The fleet's inventory; configuration problems are the caller's error, listing failures a finding.
-    async fn inventory(&self) -> Result<Result<Vec<Instance>, String>, RoundError> {
+    async fn inventory(&self) -> Result<Result<Arc<[Instance]>, String>, RoundError> {
         match self.fleet.inventory().await {
             Ok(inv) => Ok(Ok(inv)),
             Err(e @ (TargetError::Credentials { .. } | TargetError::Unreachable { .. })) => {
@@ -152,7 +152,7 @@ impl Engine {
         // Reverting needs no inventory: the journal holds everything a restore needs.
         let ctx = RunContext {
             actuator: &self.fleet,
-            inventory: Ok(Vec::new()),
+            inventory: Ok(Arc::from([])),
             reload: &reload,
             clock: self.clock.clone(),
             poster: self.poster.as_ref(),

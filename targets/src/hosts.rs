@@ -1,5 +1,6 @@
 //! The `hosts` target: a static inventory from the policy, acted on through argv templates and an executor.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use simian_config::HostsTarget;
@@ -22,13 +23,14 @@ pub struct Hosts {
     isolate: Option<Vec<String>>,
     restore: Option<Vec<String>>,
     timeout: Duration,
-    hosts: Vec<Instance>,
+    /// Sorted by id, and shared with every inventory handed out (never copied per round).
+    hosts: Arc<[Instance]>,
 }
 
 impl Hosts {
     /// Builds the target from its configuration (templates are checked when used; validation checks them first).
     pub fn from_config(config: &HostsTarget) -> Self {
-        let hosts = config
+        let mut hosts = config
             .hosts
             .iter()
             .map(|h| Instance {
@@ -41,7 +43,8 @@ impl Hosts {
                 url: h.url.clone(),
                 tags: h.tags.clone(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        hosts.sort_by(|a, b| a.id.cmp(&b.id));
         Hosts {
             name: config.name.clone(),
             executor: Executor::from_config(&config.executor),
@@ -49,7 +52,7 @@ impl Hosts {
             isolate: config.isolate.clone(),
             restore: config.restore.clone(),
             timeout: config.timeout.map(|d| d.std()).unwrap_or(DEFAULT_TIMEOUT),
-            hosts,
+            hosts: hosts.into(),
         }
     }
 
@@ -68,8 +71,8 @@ impl Hosts {
         self.timeout
     }
 
-    /// The hosts as instances, in policy order.
-    pub fn inventory(&self) -> Vec<Instance> {
+    /// The hosts as instances, sorted by id: the target's own list, shared.
+    pub fn inventory(&self) -> Arc<[Instance]> {
         self.hosts.clone()
     }
 

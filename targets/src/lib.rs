@@ -14,6 +14,8 @@ pub mod quote;
 pub mod ssh;
 pub mod template;
 
+use std::sync::Arc;
+
 use simian_config::{OptIn, Policy, TargetConfig};
 use simian_monkeys::{ActionError, Actuator, CommandOutput, Instance, Undo};
 
@@ -100,10 +102,15 @@ impl Target {
     }
 
     /// The instances this target knows about (for EC2: running and opted in).
-    pub async fn inventory(&self) -> Result<Vec<Instance>, TargetError> {
+    /// The target's instances, sorted by id.
+    pub async fn inventory(&self) -> Result<Arc<[Instance]>, TargetError> {
         match self {
             Target::Hosts(h) => Ok(h.inventory()),
-            Target::AwsEc2(a) => a.inventory().await,
+            Target::AwsEc2(a) => {
+                let mut all = a.inventory().await?;
+                all.sort_by(|a, b| a.id.cmp(&b.id));
+                Ok(all.into())
+            }
         }
     }
 
@@ -214,13 +221,19 @@ impl Fleet {
     }
 
     /// The instances of every target, sorted by (target, id); the first target that fails fails the whole.
-    pub async fn inventory(&self) -> Result<Vec<Instance>, TargetError> {
+    ///
+    /// One target's list is handed out as it is (a hosts target's is shared, not copied: a sweep of 10,000
+    /// hosts holds it once); several are merged.
+    pub async fn inventory(&self) -> Result<Arc<[Instance]>, TargetError> {
+        if let [one] = self.targets.as_slice() {
+            return one.inventory().await;
+        }
         let mut all = Vec::new();
         for target in &self.targets {
-            all.extend(target.inventory().await?);
+            all.extend(target.inventory().await?.iter().cloned());
         }
         all.sort_by(|a, b| (&a.target, &a.id).cmp(&(&b.target, &b.id)));
-        Ok(all)
+        Ok(all.into())
     }
 }
 

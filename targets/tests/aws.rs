@@ -88,7 +88,7 @@ async fn inventory_lists_running_opted_in_instances_over_three_zones() {
 }
 
 async fn target_inventory(config: AwsEc2Target) -> Vec<Instance> {
-    target(config).inventory().await.expect("inventory")
+    target(config).inventory().await.expect("inventory").to_vec()
 }
 
 #[tokio::test]

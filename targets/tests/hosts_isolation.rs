@@ -58,7 +58,7 @@ async fn isolate_and_restore_run_the_target_templates() {
 async fn restore_renders_from_the_journaled_instance() {
     let dir = tempfile::tempdir().expect("tempdir");
     let before = fleet(&lab(dir.path(), "      - { id: h1, group: g }"));
-    let h1 = before.inventory().await.expect("inventory").into_iter().find(|i| i.id == "h1").expect("h1");
+    let h1 = before.inventory().await.expect("inventory").iter().find(|i| i.id == "h1").expect("h1").clone();
     let undo = before.prepare_isolation(&h1).await.expect("prepare");
     before.isolate(&h1, &undo).await.expect("isolate");
     assert!(dir.path().join("h1.isolated").exists());

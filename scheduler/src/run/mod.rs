@@ -71,7 +71,7 @@ pub struct RunContext<'a, A: Actuator> {
     /// Carries actions out.
     pub actuator: &'a A,
     /// The current inventory.
-    pub inventory: Result<Vec<Instance>, String>,
+    pub inventory: Result<Arc<[Instance]>, String>,
     /// Re-reads the policy for the guard re-check.
     pub reload: &'a Reload<'a>,
     /// Where "now" comes from.
@@ -82,7 +82,7 @@ pub struct RunContext<'a, A: Actuator> {
 
 impl<'a, A: Actuator> RunContext<'a, A> {
     /// A context on the system clock that leaves delivery to the outbox's next pass.
-    pub fn new(actuator: &'a A, inventory: Result<Vec<Instance>, String>, reload: &'a Reload<'a>) -> Self {
+    pub fn new(actuator: &'a A, inventory: Result<Arc<[Instance]>, String>, reload: &'a Reload<'a>) -> Self {
         RunContext { actuator, inventory, reload, clock: Arc::new(SystemClock), poster: None }
     }
 }
