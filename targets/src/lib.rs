@@ -101,8 +101,7 @@ impl Target {
         }
     }
 
-    /// The instances this target knows about (for EC2: running and opted in).
-    /// The target's instances, sorted by id.
+    /// The instances this target knows about (for EC2: running and opted in), sorted by id.
     pub async fn inventory(&self) -> Result<Arc<[Instance]>, TargetError> {
         match self {
             Target::Hosts(h) => Ok(h.inventory()),
