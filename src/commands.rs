@@ -105,14 +105,14 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-/// The engine for a one-shot command, on the system clock.
-pub fn engine(policy: &LoadedPolicy) -> Engine {
-    Engine::new(policy.clone(), Arc::new(SystemClock))
+/// The engine for a one-shot command, on the system clock. It keeps the policy (a 100,000-host policy is
+/// held once, not copied): read it back with [`Engine::policy`].
+pub fn engine(policy: LoadedPolicy) -> Engine {
+    Engine::new(policy, Arc::new(SystemClock))
 }
 
 /// Run one round against the policy's fleet (its findings stream to every sink as they are made); shared
 /// by `run`, `plan` and `demo`.
-/// Takes the policy: the engine keeps it, so a 100,000-host policy is held once, not copied.
 pub async fn run_round(policy: LoadedPolicy, opts: &RunOptions) -> Result<simian_monkeys::Report> {
     // Seeded before the run so a Pushgateway push carries cumulative totals.
     let metrics = match service::pushgateway(&policy) {
@@ -122,7 +122,7 @@ pub async fn run_round(policy: LoadedPolicy, opts: &RunOptions) -> Result<simian
         }
         None => None,
     };
-    let mut engine = Engine::new(policy, Arc::new(SystemClock));
+    let mut engine = engine(policy);
     if let Some(m) = &metrics {
         engine = engine.with_metrics(m.clone());
     }
@@ -163,7 +163,7 @@ pub async fn run(a: RunArgs, force_dry: bool) -> Result<ExitCode> {
 pub async fn revert(a: RevertArgs) -> Result<ExitCode> {
     let p = a.policy.load()?;
     let report =
-        engine(&p).revert(&RunOptions { shutdown: shutdown_on_signals(), ..RunOptions::default() }).await?;
+        engine(p).revert(&RunOptions { shutdown: shutdown_on_signals(), ..RunOptions::default() }).await?;
     print_report(&report, a.format)
 }
 

@@ -49,8 +49,8 @@ pub async fn daemon(a: DaemonArgs) -> Result<ExitCode> {
 
 /// `simian outbox`: what is still waiting for delivery, per sink; `--flush` tries now.
 pub async fn outbox(a: OutboxArgs) -> Result<ExitCode> {
-    let p = a.policy.load()?;
-    let engine = crate::commands::engine(&p);
+    let engine = crate::commands::engine(a.policy.load()?);
+    let tz = engine.policy().tz;
     if a.flush {
         // Seals what a killed run left open, then delivers everything, ignoring backoff.
         let s = engine.recover(true).await?;
@@ -65,7 +65,7 @@ pub async fn outbox(a: OutboxArgs) -> Result<ExitCode> {
             serde_json::json!({
                 "outbox_id": d.outbox_id,
                 "sink": d.sink,
-                "created_at": d.created.with_timezone(&p.tz).to_rfc3339(),
+                "created_at": d.created.with_timezone(&tz).to_rfc3339(),
                 "message": d.label,
                 "attempts": d.attempts,
                 "parts_done": d.parts_done,
@@ -90,7 +90,7 @@ pub async fn outbox(a: OutboxArgs) -> Result<ExitCode> {
                 };
                 println!(
                     "{}  {:<12} {}  attempts {}{}{}",
-                    d.created.with_timezone(&p.tz).format("%Y-%m-%d %H:%M:%S %:z"),
+                    d.created.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %:z"),
                     d.sink,
                     d.label,
                     d.attempts,
@@ -114,11 +114,12 @@ pub async fn announce(a: PolicyArg) -> Result<ExitCode> {
         )
         .into());
     }
-    let engine = crate::commands::engine(&p);
+    let engine = crate::commands::engine(p);
+    let p = engine.policy();
     let now = engine.clock().now();
     let inventory = engine.fleet().inventory().await.map_err(|e| BadInput(e.to_string()))?;
     let day = now.with_timezone(&p.tz).date_naive();
-    let plan = simian_scheduler::announce::plan(&p, &inventory, day, now);
+    let plan = simian_scheduler::announce::plan(p, &inventory, day, now);
     println!("{} action(s) planned for {day}", plan.actions.len());
     let msg = Message::Announcement(plan);
     let mut failed = 0;

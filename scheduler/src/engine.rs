@@ -45,8 +45,9 @@ pub struct Engine {
 
 impl Engine {
     /// Build the engine: the fleet's targets, the runtime sinks and the one HTTP client (no I/O yet).
-    pub fn new(policy: LoadedPolicy, clock: Arc<dyn Clock>) -> Engine {
-        let fleet = Fleet::from_policy(&policy.policy);
+    /// The `hosts` targets' host lists move from the policy into the fleet (held once, not twice).
+    pub fn new(mut policy: LoadedPolicy, clock: Arc<dyn Clock>) -> Engine {
+        let fleet = Fleet::take_from_policy(&mut policy.policy);
         let sinks = Sink::all(&policy);
         let poster = Poster::new()
             .map_err(|e| error!(error = %e, "cannot build the HTTP client; messages stay in the outbox"))
@@ -61,7 +62,8 @@ impl Engine {
         self
     }
 
-    /// The policy the engine was built from.
+    /// The policy the engine was built from, less its `hosts` targets' host lists: those are the fleet's
+    /// ([`Engine::fleet`]).
     pub fn policy(&self) -> &LoadedPolicy {
         &self.policy
     }

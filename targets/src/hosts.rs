@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use simian_config::HostsTarget;
+use simian_config::{HostConfig, HostsTarget};
 use simian_monkeys::{ActionError, CommandOutput, Instance, Undo};
 use tracing::info;
 
@@ -30,18 +30,28 @@ pub struct Hosts {
 impl Hosts {
     /// Builds the target from its configuration (templates are checked when used; validation checks them first).
     pub fn from_config(config: &HostsTarget) -> Self {
-        let mut hosts = config
-            .hosts
-            .iter()
+        Self::with_hosts(config, config.hosts.clone())
+    }
+
+    /// Like [`Hosts::from_config`], but moves the host list out of `config` instead of copying it: an engine
+    /// holds a 100,000-host policy's hosts once, as this target's instances.
+    pub fn take_from_config(config: &mut HostsTarget) -> Self {
+        let hosts = std::mem::take(&mut config.hosts);
+        Self::with_hosts(config, hosts)
+    }
+
+    fn with_hosts(config: &HostsTarget, hosts: Vec<HostConfig>) -> Self {
+        let mut hosts = hosts
+            .into_iter()
             .map(|h| Instance {
                 target: config.name.clone(),
-                id: h.id.clone(),
-                address: h.address.clone(),
-                group: h.group.clone(),
-                zone: h.zone.clone(),
+                id: h.id,
+                address: h.address,
+                group: h.group,
+                zone: h.zone,
                 region: None,
-                url: h.url.clone(),
-                tags: h.tags.clone(),
+                url: h.url,
+                tags: h.tags,
             })
             .collect::<Vec<_>>();
         hosts.sort_by(|a, b| a.id.cmp(&b.id));

@@ -93,6 +93,15 @@ impl Target {
         }
     }
 
+    /// Like [`Target::from_config`], but a `hosts` target takes its host list out of `config`
+    /// ([`Hosts::take_from_config`]).
+    pub fn take_from_config(config: &mut TargetConfig, policy_opt_in: &OptIn) -> Self {
+        match config {
+            TargetConfig::Hosts(h) => Target::Hosts(Hosts::take_from_config(h)),
+            TargetConfig::AwsEc2(_) => Target::from_config(config, policy_opt_in),
+        }
+    }
+
     /// The target's unique name.
     pub fn name(&self) -> &str {
         match self {
@@ -199,6 +208,13 @@ impl Fleet {
         Fleet::new(policy.targets.iter().map(|t| Target::from_config(t, &policy.opt_in)).collect())
     }
 
+    /// Like [`Fleet::from_policy`], but the `hosts` targets take their host lists out of `policy` (moved, not
+    /// copied); what is left of the policy lists no hosts.
+    pub fn take_from_policy(policy: &mut Policy) -> Self {
+        let opt_in = &policy.opt_in;
+        Fleet::new(policy.targets.iter_mut().map(|t| Target::take_from_config(t, opt_in)).collect())
+    }
+
     /// Cloud API calls (HTTP attempts, retries included) made so far by every target; hosts count 0.
     pub fn api_calls(&self) -> u64 {
         self.targets.iter().map(Target::api_calls).sum()
@@ -291,5 +307,34 @@ impl Actuator for Fleet {
 
     async fn run_on(&self, inst: &Instance, argv: &[String]) -> Result<CommandOutput, ActionError> {
         self.route(&inst.target)?.run_on(inst, argv).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn taking_the_hosts_gives_the_same_fleet_and_leaves_the_policy_without_them() {
+        let text = "version: 1\nstore: s.db\nmonkeys: { chaos: { schedule: \"0 10 * * *\" } }\ntargets:\n  \
+                    - name: web\n    type: hosts\n    terminate: [\"true\"]\n    hosts:\n      \
+                    - { id: b, group: g, tags: { simian:opt-in: \"true\" } }\n      \
+                    - { id: a, group: g, url: \"http://127.0.0.1:1/\" }\n";
+        let loaded =
+            simian_config::load_str("p.yaml", text, std::path::Path::new("/tmp"), &|_| None).unwrap();
+        let copied = Fleet::from_policy(&loaded.policy);
+        let mut policy = loaded.policy.clone();
+        let taken = Fleet::take_from_policy(&mut policy);
+        assert_eq!(taken, copied);
+        let inv = taken.inventory().await.unwrap();
+        assert_eq!(inv.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(inv[1].tags.get("simian:opt-in").map(String::as_str), Some("true"));
+        assert_eq!(inv[0].url.as_deref(), Some("http://127.0.0.1:1/"));
+        match &policy.targets[0] {
+            TargetConfig::Hosts(h) => assert!(h.hosts.is_empty()),
+            TargetConfig::AwsEc2(_) => unreachable!("a hosts target"),
+        }
+        // Everything but the host list is left as it was.
+        assert_eq!(policy.targets[0].name(), loaded.policy.targets[0].name());
     }
 }
