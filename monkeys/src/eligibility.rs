@@ -119,7 +119,7 @@ pub fn partition<'i>(
     p.eligible = groups
         .into_iter()
         .map(|((t, g), mut list)| {
-            list.sort_by(|a, b| a.id.cmp(&b.id));
+            list.sort_by(|a, b| a.inventory_order(b));
             ((t.to_string(), g.to_string()), list)
         })
         .collect();

@@ -30,6 +30,14 @@ pub struct Instance {
     pub tags: BTreeMap<String, String>,
 }
 
+impl Instance {
+    /// The one order of every inventory and of what is reported about it: by target, then id (a seeded
+    /// selection replays only over the same order).
+    pub fn inventory_order(&self, other: &Instance) -> std::cmp::Ordering {
+        (&self.target, &self.id).cmp(&(&other.target, &other.id))
+    }
+}
+
 /// What a monkey did (or would do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

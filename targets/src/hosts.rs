@@ -54,7 +54,7 @@ impl Hosts {
                 tags: h.tags,
             })
             .collect::<Vec<_>>();
-        hosts.sort_by(|a, b| a.id.cmp(&b.id));
+        hosts.sort_by(Instance::inventory_order);
         Hosts {
             name: config.name.clone(),
             executor: Executor::from_config(&config.executor),

@@ -116,7 +116,7 @@ impl Target {
             Target::Hosts(h) => Ok(h.inventory()),
             Target::AwsEc2(a) => {
                 let mut all = a.inventory().await?;
-                all.sort_by(|a, b| a.id.cmp(&b.id));
+                all.sort_by(Instance::inventory_order);
                 Ok(all.into())
             }
         }
@@ -247,7 +247,7 @@ impl Fleet {
         for target in &self.targets {
             all.extend(target.inventory().await?.iter().cloned());
         }
-        all.sort_by(|a, b| (&a.target, &a.id).cmp(&(&b.target, &b.id)));
+        all.sort_by(Instance::inventory_order);
         Ok(all.into())
     }
 }

@@ -77,7 +77,7 @@ impl<A: Actuator> Round<'_, '_, A> {
         .buffer_unordered(cfg.concurrency.max(1) as usize)
         .collect()
         .await;
-        probes.sort_by(|a, b| (&a.inst.target, &a.inst.id).cmp(&(&b.inst.target, &b.inst.id)));
+        probes.sort_by(|a, b| a.inst.inventory_order(b.inst));
         if let Some(m) = &self.opts.metrics {
             probes.iter().filter_map(|p| p.latency).for_each(|l| m.0.observe_probe(l.as_secs_f64()));
         }

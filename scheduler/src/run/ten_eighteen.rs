@@ -55,7 +55,7 @@ impl<A: Actuator> Round<'_, '_, A> {
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-        read.sort_by(|a, b| (&a.0.target, &a.0.id).cmp(&(&b.0.target, &b.0.id)));
+        read.sort_by(|a, b| a.0.inventory_order(&b.0));
         let fleet = Expect { timezone: cfg.expect.timezone.clone(), locale: cfg.expect.locale.clone() };
         let overrides: Vec<Override> = cfg
             .overrides
