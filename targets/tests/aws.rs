@@ -369,7 +369,7 @@ async fn missing_credentials_fail_fast_with_one_credentials_error() {
     let exe = std::env::current_exe().expect("test binary");
     let nothing = std::env::temp_dir().join("simian-testkit-no-aws-config");
     let out = std::process::Command::new(exe)
-        .args(["--exact", "no_credentials_child", "--nocapture", "--test-threads", "1"])
+        .args(["--exact", "aws::no_credentials_child", "--nocapture", "--test-threads", "1"])
         .env(CHILD, "1")
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")

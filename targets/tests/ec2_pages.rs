@@ -5,34 +5,50 @@
 #![allow(clippy::disallowed_methods)] // the server thread runs on real time
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use simian_config::{AwsEc2Target, OptIn, TargetConfig};
 use simian_targets::Target;
 use testkit::{GROUP_TAG, OPT_IN_TAG, REGION};
 
-/// Live and peak heap bytes of this test binary.
+/// Counts the heap of the thread that measures, and only while it measures: the other tests of this binary
+/// (and the page server's threads) allocate on their own threads. The listing runs on that thread too
+/// (`#[tokio::test]` is a current-thread runtime), so what it holds is counted.
 struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Whether this thread counts; (live, peak) bytes while it does. Const-initialized, so reading them
+    /// never allocates (an allocator must not).
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+/// Adds `delta` bytes to this thread's count when it is counting.
+fn count(delta: isize) {
+    // `try_with`: a thread being torn down may still free memory after its locals are gone.
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let live = LIVE.with(Cell::get) + delta;
+        LIVE.with(|l| l.set(live));
+        PEAK.with(|p| p.set(p.get().max(live)));
+    }
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
+            count(layout.size() as isize);
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(-(layout.size() as isize));
     }
 }
 
@@ -140,13 +156,14 @@ async fn list(pages: usize) -> (usize, usize, usize) {
         &OptIn::default(),
     );
     let target = Arc::new(target);
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    LIVE.with(|l| l.set(0));
+    PEAK.with(|p| p.set(0));
+    COUNTING.with(|c| c.set(true));
     let inv = target.inventory().await.expect("inventory");
-    let after = LIVE.load(Ordering::Relaxed);
-    let peak = PEAK.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(false));
+    let (after, peak) = (LIVE.with(Cell::get).max(0) as usize, PEAK.with(Cell::get).max(0) as usize);
     assert_eq!(target.api_calls(), pages as u64, "one call per page");
-    (inv.len(), peak.saturating_sub(after), after.saturating_sub(before))
+    (inv.len(), peak.saturating_sub(after), after)
 }
 
 #[tokio::test]

@@ -251,6 +251,23 @@ impl Drop for Moto {
     }
 }
 
+/// The `.rs` files in `dir` (a crate's `tests/`, built as one binary from its `main.rs`) that `main_rs` (that
+/// file's text) does not declare with `mod name;`. With `autotests = false` cargo builds only `main.rs`, so a
+/// test file left out would be skipped silently; each such binary asserts this comes back empty.
+pub fn test_files_not_declared(dir: &Path, main_rs: &str) -> Vec<String> {
+    let mut missing: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let module = name.strip_suffix(".rs")?.to_string();
+            (module != "main" && !main_rs.lines().any(|l| l.trim() == format!("mod {module};")))
+                .then_some(name)
+        })
+        .collect();
+    missing.sort();
+    missing
+}
+
 /// A port on 127.0.0.1 that was free a moment ago (the one helper every test harness here uses).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
