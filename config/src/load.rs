@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::cron5::Cron;
 use crate::locate::{key, path_string, Issue, Locator, Seg};
 use crate::schema::{
-    AwsEc2Target, HostsTarget, JsonlSink, LogSink, Policy, PrometheusSink, SinkConfig, SlackSink,
+    AwsEc2Target, HostConfig, HostsTarget, JsonlSink, LogSink, Policy, PrometheusSink, SinkConfig, SlackSink,
     TargetConfig, TypeFirst, WebhookSink,
 };
 use crate::structural::{closest, deserialize_fixing, Ctx};
@@ -52,13 +52,21 @@ impl fmt::Display for PolicyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyErrors(pub Vec<PolicyError>);
 
+/// How many errors a message shows: a generated policy can have one per host, and 100,000 lines help
+/// no one (all of them stay in [`PolicyErrors::0`]).
+pub const ERRORS_SHOWN: usize = 100;
+
 impl fmt::Display for PolicyErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, e) in self.0.iter().take(ERRORS_SHOWN).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{e}")?;
+        }
+        if let Some(more) = self.0.len().checked_sub(ERRORS_SHOWN).filter(|n| *n > 0) {
+            write!(f, "\n… and {more} more errors (the first {ERRORS_SHOWN} are shown, in file order; ")?;
+            f.write_str("fix these and validate again)")?;
         }
         Ok(())
     }
@@ -191,7 +199,8 @@ fn load_inner(
     // A valid policy is read straight into its structs; the tree path below only runs to explain errors.
     if let Ok(policy) = crate::stream::read::<Policy>(text, env) {
         let (resolved, semantic) = crate::validate::validate(&policy, base_dir, true);
-        let locator = if semantic.is_empty() { Locator::default() } else { Locator::build(text) };
+        let locator =
+            if semantic.is_empty() { Locator::default() } else { Locator::build_for(text, &semantic) };
         let errors = locate_issues(name, &locator, semantic, 0, &HashSet::new());
         return conclude(name, errors, Some((policy, resolved)), base_dir, path);
     }
@@ -215,7 +224,8 @@ fn load_tree(
         let hint = Some("a policy needs about six levels; is this the policy file?".to_string());
         return Err(PolicyErrors(vec![error(Some(at), String::new(), message, hint)]));
     }
-    let mut root = match yaml::parse(text) {
+    // serde_yaml parses only what the event reader leaves to it (tags, anchors, duplicates, syntax errors).
+    let mut root = match crate::stream::read_tree(text).map_or_else(|| yaml::parse(text), Ok) {
         Ok(v) => v,
         Err(e) if e.message.starts_with("duplicate entry") && !locator.duplicates.is_empty() => {
             let errors = locator
@@ -412,10 +422,38 @@ fn too_big(name: &str, len: u64) -> PolicyError {
 fn read_target(mut item: Value, index: usize, ctx: &mut Ctx) -> Option<TargetConfig> {
     let (kind, base) = take_type("targets", "target", TARGET_TYPES, &mut item, index, ctx)?;
     match kind.as_str() {
-        "hosts" => deserialize_fixing::<HostsTarget>(&mut item, &base, ctx).map(TargetConfig::Hosts),
+        "hosts" => read_hosts_target(item, base, ctx).map(TargetConfig::Hosts),
         "aws_ec2" => deserialize_fixing::<AwsEc2Target>(&mut item, &base, ctx).map(TargetConfig::AwsEc2),
         other => unknown_type(other, "target", TARGET_TYPES, base, ctx),
     }
+}
+
+/// Reads a `hosts` target whose `type` is taken. Its host list can be 100,000 long: each host is read on
+/// its own, so an error costs a pass over that host, not over the whole list (and the list is not copied).
+fn read_hosts_target(mut item: Value, base: Vec<Seg>, ctx: &mut Ctx) -> Option<HostsTarget> {
+    let items = match &mut item {
+        Value::Mapping(m) => match m.get_mut("hosts") {
+            Some(Value::Sequence(items)) => std::mem::take(items),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let mut seq = base.clone();
+    seq.push(key("hosts"));
+    let mut hosts = Vec::with_capacity(items.len());
+    for mut host in items {
+        let cur = hosts.len();
+        let mut at = seq.clone();
+        at.push(Seg::Index(cur));
+        match deserialize_fixing::<HostConfig>(&mut host, &at, ctx) {
+            Some(h) => hosts.push(h),
+            None => ctx.drop_item(&seq, cur),
+        }
+    }
+    // What is left has an empty list where the hosts were (or the wrong value, reported from here).
+    let mut target = deserialize_fixing::<HostsTarget>(&mut item, &base, ctx)?;
+    target.hosts = hosts;
+    Some(target)
 }
 
 /// Reads `sinks[index]` (current index): its `type`, then that kind's settings.

@@ -90,7 +90,23 @@ pub(crate) struct Locator {
 impl Locator {
     /// Reads the first document of `text`; a syntax error just ends the map early.
     pub fn build(text: &str) -> Locator {
-        let mut b = Builder::default();
+        Self::scan(text, None)
+    }
+
+    /// Like [`Locator::build`], but keeps only the positions [`Locator::value_loc`] and
+    /// [`Locator::key_loc`] can need for `issues` (their paths and every enclosing one): locating three
+    /// errors in a 100,000-host policy then holds three entries, not a million. Duplicate keys are not
+    /// tracked (only a document that already read without any may use this).
+    pub fn build_for(text: &str, issues: &[Issue]) -> Locator {
+        let wanted = issues
+            .iter()
+            .flat_map(|i| (0..=i.segs.len()).map(|n| path_string(i.segs.get(..n).unwrap_or_default())))
+            .collect();
+        Self::scan(text, Some(wanted))
+    }
+
+    fn scan(text: &str, wanted: Option<HashSet<String>>) -> Locator {
+        let mut b = Builder { wanted, ..Builder::default() };
         let mut parser = Parser::new_from_str(text);
         // Pulled event by event so that too deep a nesting stops the scan at once (yaml-rust2's scanner costs
         // O(depth) per token in flow collections). A scan error leaves a partial map; serde_yaml reports it.
@@ -175,13 +191,30 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     loc: Locator,
+    /// Only these paths are recorded (`None`: all of them).
+    wanted: Option<HashSet<String>>,
     stack: Vec<Frame>,
     /// Depth inside a complex (mapping or sequence) key, which is not tracked.
     skip: usize,
     done: bool,
 }
 
+/// Whether a path is to be recorded.
+fn wants(wanted: &Option<HashSet<String>>, path: &str) -> bool {
+    wanted.as_ref().is_none_or(|w| w.contains(path))
+}
+
 impl Builder {
+    /// Records where the value at `p` starts (and whether it is a plain scalar), if it is wanted.
+    fn value_at(&mut self, p: String, at: Loc, plain: bool) {
+        if wants(&self.wanted, &p) {
+            if plain {
+                self.loc.plain.insert(p.clone());
+            }
+            self.loc.values.insert(p, at);
+        }
+    }
+
     /// True when the next node is a mapping key.
     fn expecting_key(&self) -> bool {
         matches!(self.stack.last(), Some(Frame::Map { key: None, .. }))
@@ -192,11 +225,18 @@ impl Builder {
         if let Some(Frame::Map { path, key, located, .. }) = self.stack.last_mut() {
             if !*located {
                 *located = true;
-                self.loc.values.insert(path_string(path), at);
+                let ps = path_string(path);
+                if wants(&self.wanted, &ps) {
+                    self.loc.values.insert(ps, at);
+                }
             }
             let mut p = path.clone();
             p.push(Seg::Key(k.clone()));
             let ps = path_string(&p);
+            if !wants(&self.wanted, &ps) {
+                *key = Some(k);
+                return;
+            }
             match self.loc.keys.entry(ps) {
                 std::collections::hash_map::Entry::Occupied(e) => {
                     self.loc.duplicates.push((e.key().clone(), at))
@@ -260,10 +300,7 @@ impl MarkedEventReceiver for Builder {
                     self.take_key(s, at);
                 } else {
                     let p = path_string(&self.value_path());
-                    if style == TScalarStyle::Plain {
-                        self.loc.plain.insert(p.clone());
-                    }
-                    self.loc.values.insert(p, at);
+                    self.value_at(p, at, style == TScalarStyle::Plain);
                 }
             }
             Event::Alias(_) => {
@@ -271,7 +308,7 @@ impl MarkedEventReceiver for Builder {
                     self.take_key("*".to_string(), at);
                 } else {
                     let p = path_string(&self.value_path());
-                    self.loc.values.insert(p, at);
+                    self.value_at(p, at, false);
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) if self.expecting_key() => {
@@ -283,12 +320,12 @@ impl MarkedEventReceiver for Builder {
             }
             Event::SequenceStart(..) => {
                 let path = self.value_path();
-                self.loc.values.insert(path_string(&path), at);
+                self.value_at(path_string(&path), at, false);
                 self.stack.push(Frame::Seq { path, next: 0 });
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map { path, start, located: false, .. }) = self.stack.pop() {
-                    self.loc.values.insert(path_string(&path), start);
+                    self.value_at(path_string(&path), start, false);
                 }
             }
             Event::SequenceEnd => {
@@ -323,6 +360,26 @@ mod tests {
         // Unknown paths fall back to the nearest ancestor.
         let deep = [key("targets"), Seg::Index(0), key("nope")];
         assert_eq!(l.value_loc(&deep), Some((6, 5)));
+    }
+
+    #[test]
+    fn a_locator_for_some_issues_finds_them_where_the_full_one_does_and_keeps_nothing_else() {
+        let text = "version: 1\ntargets:\n  - type: hosts\n    hosts:\n      - {id: a, address: x}\n      - {id: b}\n";
+        let id1 = vec![key("targets"), Seg::Index(0), key("hosts"), Seg::Index(1), key("id")];
+        let missing = vec![key("targets"), Seg::Index(0), key("hosts"), Seg::Index(1), key("address")];
+        let issues = [Issue::at(id1.clone(), "x"), Issue::at(missing.clone(), "y")];
+        let (full, lean) = (Locator::build(text), Locator::build_for(text, &issues));
+        for segs in [&id1, &missing] {
+            assert_eq!(lean.value_loc(segs), full.value_loc(segs), "{segs:?}");
+            assert_eq!(lean.key_loc(segs), full.key_loc(segs), "{segs:?}");
+            assert_eq!(lean.is_plain(segs), full.is_plain(segs), "{segs:?}");
+        }
+        assert_eq!(lean.value_loc(&id1), Some((6, 14)));
+        // Only the issues' paths and their ancestors are held: the other host is not.
+        let other = [key("targets"), Seg::Index(0), key("hosts"), Seg::Index(0), key("address")];
+        assert_eq!(full.value_loc(&other), Some((5, 26)));
+        assert_ne!(lean.value_loc(&other), full.value_loc(&other));
+        assert!(lean.keys.len() + lean.values.len() <= 2 * (id1.len() + 2), "{lean:?}");
     }
 
     #[test]

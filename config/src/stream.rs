@@ -39,6 +39,23 @@ pub(crate) fn read<T: DeserializeOwned>(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<T, GiveUp> {
+    read_with(text, Some(env))
+}
+
+/// The tree path's value tree for the documents this reader handles, `${VAR}` left as written (the tree path
+/// expands it, with locations): the same tree serde_yaml builds, without serde_yaml first holding every event
+/// of the document (~200 MB for a 100,000-host policy). `None`: let serde_yaml parse it (tags, anchors, a
+/// duplicate key, a syntax error — it explains those).
+pub(crate) fn read_tree(text: &str) -> Option<Value> {
+    // Only a mapping can be a policy; anything else (where the two parsers can differ on block scalars at
+    // the top level) is left to serde_yaml, whose tree the error is about.
+    read_with(text, None).ok().filter(|v| matches!(v, Value::Mapping(_)))
+}
+
+/// What answers `${VAR}`.
+type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
+
+fn read_with<T: DeserializeOwned>(text: &str, env: Option<Env>) -> Result<T, GiveUp> {
     let mut events = Events { parser: Parser::new_from_str(text), env, depth: 0 };
     // yaml-rust2 frames even an implicit document with its start and end events.
     if !matches!((events.next()?, events.next()?), (Event::StreamStart, Event::DocumentStart)) {
@@ -54,7 +71,8 @@ pub(crate) fn read<T: DeserializeOwned>(
 /// The event stream as a deserializer.
 struct Events<'t, 'e> {
     parser: Parser<std::str::Chars<'t>>,
-    env: &'e dyn Fn(&str) -> Option<String>,
+    /// Answers `${VAR}`; `None`: strings stay as written.
+    env: Option<Env<'e>>,
     depth: usize,
 }
 
@@ -95,15 +113,15 @@ impl Events<'_, '_> {
         let plain = style == TScalarStyle::Plain;
         let value = if plain { resolve_plain(text) } else { Value::String(text) };
         // As in the tree path, only string values are expanded.
-        match value {
-            Value::String(s) if s.contains('$') => {
-                let (expanded, errors) = crate::env::expand_value(&s, || plain, self.env);
+        match (value, self.env) {
+            (Value::String(s), Some(env)) if s.contains('$') => {
+                let (expanded, errors) = crate::env::expand_value(&s, || plain, env);
                 if !errors.is_empty() {
                     return give_up("a variable does not expand");
                 }
                 Ok(expanded)
             }
-            v => Ok(v),
+            (v, _) => Ok(v),
         }
     }
 
@@ -112,7 +130,8 @@ impl Events<'_, '_> {
         match self.next()? {
             Event::MappingEnd => Ok(None),
             Event::Scalar(text, style, 0, None) => {
-                if style == TScalarStyle::Plain && text == "<<" {
+                // The tree applies merges itself after parsing; read straight, a `<<` would be a plain key.
+                if style == TScalarStyle::Plain && text == "<<" && self.env.is_some() {
                     return give_up("merge keys are read by the tree path");
                 }
                 Ok(Some(if style == TScalarStyle::Plain { resolve_plain(text) } else { Value::String(text) }))
@@ -354,6 +373,27 @@ mod tests {
     }
 
     #[test]
+    fn the_event_reader_builds_the_tree_serde_yaml_builds() {
+        let texts = [
+            "version: 1\nname: x\nn: 0x1F\nf: 1.50\nz: ~\nq: \"12\"\ns: 'a b'\nv: ${HOME}\nb: [true, No, .inf, -0o7]\n",
+            "targets:\n  - {id: a, tags: {pid: 1234, ok: yes}}\n  - - 1\n    - [2, {x: y}]\nempty: {}\ne: []\n",
+            "a: |\n  line\n  two\nb: >-\n  folded\n  text\nc: \"esc\\n\"\n'quoted key': 1\ntrue: 2\n~: 3\n",
+            "base: {x: 1}\nc:\n  <<: {y: 2}\n",
+        ];
+        for text in texts {
+            let ours = read_tree(text).expect("the event reader reads it");
+            let theirs = crate::yaml::parse(text).expect("serde_yaml reads it");
+            assert_eq!(ours, theirs, "{text}");
+        }
+        // What serde_yaml explains (or resolves) itself is left to it.
+        for text in
+            ["a: &x 1\nb: *x\n", "a: !!str 1\n", "a: 1\na: 2\n", "a: [\n", "1: x\n", "a: 1\n---\nb: 2\n"]
+        {
+            assert!(read_tree(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
     fn gives_up_on_what_only_the_tree_path_reads() {
         let m = |t: &str| read::<BTreeMap<String, serde_yaml::Value>>(t, &env).is_err();
         assert!(m("a: &x 1\nb: *x\n"), "anchors");
@@ -365,5 +405,39 @@ mod tests {
         let deep = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
         assert!(m(&deep), "depth");
         assert!(!m("a: [[1]]\n"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whenever both build a tree, the event reader's is serde_yaml's: on YAML-ish text and on the
+        /// examples with a piece cut out or replaced.
+        #[test]
+        fn the_event_reader_agrees_with_serde_yaml(
+            text in "[a-z_:{}\\[\\], \"'$\n0-9.~|>#-]{0,300}",
+            which in 0usize..3,
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            len in 0usize..40,
+            insert in "[a-z:{}\\[\\], \"'\n0-9.-]{0,8}",
+        ) {
+            let base = [
+                include_str!("../examples/hosts.yaml"),
+                include_str!("../examples/demo.yaml"),
+                include_str!("../examples/aws.yaml"),
+            ][which];
+            let pos = at.index(base.len());
+            let end = (pos + len).min(base.len());
+            let mutated = match (base.get(..pos), base.get(end..)) {
+                (Some(head), Some(tail)) => format!("{head}{insert}{tail}"),
+                _ => base.to_string(),
+            };
+            // Where the two parsers disagree on whether text is YAML at all, the loader follows yaml-rust2, as
+            // its fast path and locator always did.
+            for t in [text.as_str(), mutated.as_str()] {
+                if let (Some(ours), Ok(theirs)) = (read_tree(t), crate::yaml::parse(t)) {
+                    proptest::prop_assert_eq!(ours, theirs, "{}", t);
+                }
+            }
+        }
     }
 }

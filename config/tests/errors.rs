@@ -276,6 +276,55 @@ targets:
     insta::assert_snapshot!("removed_items", errors(text, &[]));
 }
 
+/// Hosts are read one by one (a list may be 100,000 long): errors in several hosts, and hosts dropped
+/// before a later one, still come out located where the user wrote them.
+#[test]
+fn errors_in_many_hosts_are_each_located() {
+    let text = r#"version: 1
+targets:
+  - type: hosts
+    name: a
+    hosts:
+      - { id: h0, group: g }
+      - 7
+      - { id: h2, group: [g] }
+      - [h3]
+      - { id: h4, group: g, colour: red }
+      - { id: h0, group: g }
+      - { id: h6, group: g, adress: x }
+"#;
+    let got = errors(text, &[]);
+    let want = [
+        "policy.yaml:7:9: invalid type: integer `7`, expected struct HostConfig",
+        "policy.yaml:8:26: invalid type: sequence, expected a string",
+        "policy.yaml:9:9: invalid type: sequence, expected struct HostConfig",
+        "policy.yaml:10:29: unknown key `colour`",
+        "policy.yaml:11:15: duplicate host id `h0` in this target",
+        "policy.yaml:12:29: unknown key `adress` (hint: did you mean `address`?",
+    ];
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), want.len(), "{got}");
+    for (line, want) in lines.iter().zip(want) {
+        assert!(line.starts_with(want), "expected `{want}…`, got:\n{got}");
+    }
+}
+
+/// A generated policy wrong in every host: every error is kept, the message shows the first hundred.
+#[test]
+fn a_message_shows_the_first_hundred_errors_and_counts_the_rest() {
+    let mut text = String::from("version: 1\ntargets:\n  - type: hosts\n    name: a\n    hosts:\n");
+    for i in 0..150 {
+        text.push_str(&format!("      - {{ id: h{i}, group: [g] }}\n"));
+    }
+    let err = try_load(&text, &[]).expect_err("every host is wrong");
+    assert_eq!(err.0.len(), 150);
+    let shown = err.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 101, "{shown}");
+    assert!(lines[99].starts_with("policy.yaml:105:27: invalid type"), "{}", lines[99]);
+    assert!(lines[100].starts_with("… and 50 more errors"), "{}", lines[100]);
+}
+
 const AWS_AND_HOSTS: &str = r#"version: 1
 targets:
   - type: aws_ec2
