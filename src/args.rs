@@ -33,6 +33,11 @@ pub enum Command {
     History(HistoryArgs),
     /// Restore every fault still active in the journal, now.
     Revert(RevertArgs),
+    /// Stop every simian sharing this store: no new action until `simian resume`; every active fault is
+    /// reverted (by its holder within seconds, else from here).
+    Halt(HaltArgs),
+    /// Lift the halt: actions may start again at the next fire.
+    Resume(RevertArgs),
     /// Run continuously: fire monkeys at their cron times, serve /metrics and /healthz.
     Daemon(DaemonArgs),
     /// Reports and plans not yet delivered to every sink.
@@ -146,6 +151,17 @@ pub struct RunArgs {
 pub struct RevertArgs {
     #[command(flatten)]
     pub policy: PolicyArg,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct HaltArgs {
+    #[command(flatten)]
+    pub policy: PolicyArg,
+    /// Why, for the findings and everyone else on the store (e.g. "customer impact on checkout").
+    #[arg(long)]
+    pub reason: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

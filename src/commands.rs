@@ -10,14 +10,16 @@ use chrono::Utc;
 use simian_config::LoadedPolicy;
 use simian_scheduler::calendar::Calendar;
 use simian_scheduler::clock::{Clock, SystemClock};
-use simian_scheduler::engine::{Engine, RoundError};
+use simian_scheduler::engine::{Engine, RoundError, HALT_GRACE};
 use simian_scheduler::run::RunOptions;
 use simian_scheduler::service;
-use simian_scheduler::store::Store;
+use simian_scheduler::store::{self, Store};
 use simian_sinks::HistoryRow;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{BadInput, Format, HistoryArgs, PolicyArg, ProbeArgs, RevertArgs, RunArgs, ScheduleArgs};
+use crate::args::{
+    BadInput, Format, HaltArgs, HistoryArgs, PolicyArg, ProbeArgs, RevertArgs, RunArgs, ScheduleArgs,
+};
 
 fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
@@ -165,6 +167,47 @@ pub async fn revert(a: RevertArgs) -> Result<ExitCode> {
     let report =
         engine(p).revert(&RunOptions { shutdown: shutdown_on_signals(), ..RunOptions::default() }).await?;
     print_report(&report, a.format)
+}
+
+/// `simian halt`: record the halt, then see every active fault reverted. Exit 1 if a revert failed.
+pub async fn halt(a: HaltArgs) -> Result<ExitCode> {
+    let p = a.policy.load()?;
+    let opts = RunOptions { shutdown: shutdown_on_signals(), ..RunOptions::default() };
+    let done = engine(p).halt(&store::who(), a.reason.as_deref(), HALT_GRACE, &opts).await?;
+    let failed = done.revert.as_ref().is_some_and(|r| r.any_failed());
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&done)?),
+        Format::Text => {
+            let state = if done.new { "HALTED" } else { "already halted" };
+            println!("{state}: {}", done.halt);
+            println!("no simian on this store starts an action until `simian resume`");
+            println!(
+                "{} active fault(s) at the halt; {} reverted by the simian holding them",
+                done.open_at_halt, done.reverted_by_holders
+            );
+            if let Some(report) = &done.revert {
+                println!("reverted here (their holder was gone):");
+                print!("{}", simian_sinks::render_report(report, colour()));
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `simian resume`: lift the halt.
+pub fn resume(a: RevertArgs) -> Result<ExitCode> {
+    let p = a.policy.load()?;
+    let lifted = engine(p).resume(&store::who())?;
+    match a.format {
+        Format::Json => {
+            println!("{}", serde_json::json!({ "resumed": lifted.is_some(), "halt": lifted }))
+        }
+        Format::Text => match lifted {
+            Some(h) => println!("resumed: lifted the halt ({h}); actions start again at the next fire"),
+            None => println!("not halted: nothing to resume"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// History rows for the policy's store since `since` ago.

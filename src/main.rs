@@ -46,6 +46,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Plan(a) => commands::run(a, true).await,
         Command::History(a) => commands::history(a),
         Command::Revert(a) => commands::revert(a).await,
+        Command::Halt(a) => commands::halt(a).await,
+        Command::Resume(a) => commands::resume(a),
         Command::Daemon(a) => daemon::daemon(a).await,
         Command::Outbox(a) => daemon::outbox(a).await,
         Command::Announce(a) => daemon::announce(a).await,

@@ -1,6 +1,7 @@
 //! End-to-end `simian daemon`: real per-minute cron firing against processes this test starts, no overlap
 //! of a monkey's rounds, /metrics and /healthz over HTTP, SIGHUP with a broken policy, and SIGTERM
-//! reverting an active fault and flushing the outbox within 30 s.
+//! reverting an active fault and flushing the outbox within 30 s; `simian halt` ending its hold and refusing
+//! its fires until `simian resume`.
 #![allow(clippy::disallowed_methods)] // tests wait on real processes and servers in real time
 
 mod common;
@@ -16,15 +17,6 @@ use serde_json::Value;
 use testkit::receiver::Receiver;
 
 const TOKEN: &str = "d43m0n-T0KEN-9a8b";
-
-const ZONED: &[Spec] = &[
-    ("web-a", "web", "a", true),
-    ("web-b", "web", "b", true),
-    ("api-a", "api", "a", true),
-    ("api-c", "api", "c", true),
-];
-
-const ISOLATE: &str = "    isolate: [\"kill\", \"-STOP\", \"{tag:pid}\"]\n    restore: [\"kill\", \"-CONT\", \"{tag:pid}\"]\n    terminate: [\"kill\", \"-TERM\", \"{tag:pid}\"]\n";
 
 /// A running daemon whose stderr is collected line by line.
 struct Daemon {
@@ -113,13 +105,13 @@ fn secs_to_next_minute() -> u64 {
 
 #[test]
 fn per_minute_isolation_never_overlaps_and_sigterm_reverts_within_30s() {
-    let fleet = Fleet::start(ZONED);
+    let fleet = Fleet::start(ZONED_PAIRS);
     let rx = Receiver::start();
     let top = "name: lab\nsinks:\n  - type: log\n  - { type: webhook, url: \"${SIMIAN_WEBHOOK_URL}\" }\n";
     let pol = fleet.write_policy_with(
-        ZONED,
+        ZONED_PAIRS,
         top,
-        ISOLATE,
+        ISOLATE_BY_SIGNAL,
         "  gorilla:\n    schedule: \"* * * * *\"\n    zone: a\n    action: isolate\n    duration: 1h\n",
     );
     let mut d = Daemon::start(&pol, &rx);
@@ -251,4 +243,53 @@ fn a_slow_reload_never_holds_up_sigterm() {
     assert_eq!(code, Some(0), "{}", d.log());
     assert!(!d.log().contains("policy reloaded"), "the read was meant to outlast SIGTERM:\n{}", d.log());
     assert!(took < Duration::from_secs(5), "SIGTERM waited {took:?} for the reload:\n{}", d.log());
+}
+
+#[test]
+fn a_halt_ends_the_daemons_hold_refuses_its_fires_and_resume_lifts_it() {
+    let fleet = Fleet::start(ZONED_PAIRS);
+    let rx = Receiver::start();
+    let top = "name: lab\nsinks:\n  - type: log\n";
+    let pol = fleet.write_policy_with(
+        ZONED_PAIRS,
+        top,
+        ISOLATE_BY_SIGNAL,
+        "  gorilla:\n    schedule: \"* * * * *\"\n    zone: a\n    action: isolate\n    duration: 50s\n",
+    );
+    let mut d = Daemon::start(&pol, &rx);
+    assert!(fleet.wait_state("web-a", 'T', secs_to_next_minute() + 15), "no fire:\n{}", d.log());
+
+    // The daemon's own round holds the fault: it sees the halt within a second and restores.
+    let t = Instant::now();
+    let out = simian(&["halt", "--policy", p(&pol), "--reason", "game day over", "--format", "json"]);
+    assert_ok(&out);
+    let h = json(&out);
+    assert_eq!((h["open_at_halt"].as_u64(), h["reverted_by_holders"].as_u64()), (Some(2), Some(2)), "{h:#}");
+    for id in ["web-a", "api-a"] {
+        assert!(fleet.wait_state(id, 'S', 30), "{id} still stopped after the halt:\n{}", d.log());
+    }
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert!(d.wait_log("halted: no new actions", 10), "{}", d.log());
+    let (_, metrics) = d.get("/metrics");
+    assert!(metrics.contains("\nsimian_halted 1\n"), "{metrics}");
+
+    // The next fire is refused: its skipped finding names the halt, and nothing is stopped.
+    let before = d.log().matches("game day over").count();
+    let deadline = Instant::now() + Duration::from_secs(secs_to_next_minute() + 20);
+    while Instant::now() < deadline && d.log().matches("game day over").count() == before {
+        assert_ne!(fleet.state("web-a"), 'T', "isolated while halted:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.log().matches("game day over").count() > before, "no refused fire:\n{}", d.log());
+    assert_ne!(fleet.state("web-a"), 'T');
+
+    // Resumed: the next fire isolates again; SIGTERM restores as always.
+    assert_ok(&simian(&["resume", "--policy", p(&pol)]));
+    assert!(fleet.wait_state("web-a", 'T', secs_to_next_minute() + 15), "no fire after resume:\n{}", d.log());
+    let (_, metrics) = d.get("/metrics");
+    assert!(metrics.contains("\nsimian_halted 0\n"), "{metrics}");
+    d.signal("-TERM");
+    let (code, _) = d.wait_exit(30);
+    assert_eq!(code, Some(0), "{}", d.log());
+    assert!(fleet.wait_state("web-a", 'S', 2));
 }

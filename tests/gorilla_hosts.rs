@@ -19,8 +19,6 @@ const ZONED: &[Spec] = &[
     ("db-a", "db", "a", false),
 ];
 
-const ISOLATE: &str = "    isolate: [\"kill\", \"-STOP\", \"{tag:pid}\"]\n    restore: [\"kill\", \"-CONT\", \"{tag:pid}\"]\n    terminate: [\"kill\", \"-TERM\", \"{tag:pid}\"]\n";
-
 fn gorilla(zone: &str, action: &str, extra: &str) -> String {
     format!("  gorilla:\n    schedule: \"0 11 * * wed\"\n    zone: {zone}\n    action: {action}\n{extra}")
 }
@@ -34,7 +32,8 @@ fn ids(fs: &[&Value]) -> Vec<String> {
 #[test]
 fn isolate_holds_for_the_duration_then_restores() {
     let fleet = Fleet::start(ZONED);
-    let pol = fleet.write_policy_with(ZONED, "", ISOLATE, &gorilla("a", "isolate", "    duration: 3s\n"));
+    let pol =
+        fleet.write_policy_with(ZONED, "", ISOLATE_BY_SIGNAL, &gorilla("a", "isolate", "    duration: 3s\n"));
     let child = spawn_run(&pol);
     assert!(fleet.wait_state("web-a", 'T', 5), "web-a should be stopped while isolated");
     assert_eq!(fleet.state("api-a"), 'T');
@@ -62,7 +61,8 @@ fn isolate_holds_for_the_duration_then_restores() {
 #[test]
 fn sigterm_restores_at_once_and_sigkill_is_undone_by_revert() {
     let fleet = Fleet::start(ZONED);
-    let pol = fleet.write_policy_with(ZONED, "", ISOLATE, &gorilla("a", "isolate", "    duration: 1h\n"));
+    let pol =
+        fleet.write_policy_with(ZONED, "", ISOLATE_BY_SIGNAL, &gorilla("a", "isolate", "    duration: 1h\n"));
     // SIGTERM: restore now, exit cleanly.
     let child = spawn_run(&pol);
     assert!(fleet.wait_state("web-a", 'T', 5));
@@ -103,13 +103,9 @@ fn sigterm_restores_at_once_and_sigkill_is_undone_by_revert() {
 #[test]
 fn next_run_reverts_expired_faults_of_a_killed_simian() {
     let fleet = Fleet::start(ZONED);
-    let pol = fleet.write_policy_with(ZONED, "", ISOLATE, &gorilla("a", "isolate", "    duration: 1s\n"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_simian"))
-        .args(["run", "--policy", p(&pol)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let pol =
+        fleet.write_policy_with(ZONED, "", ISOLATE_BY_SIGNAL, &gorilla("a", "isolate", "    duration: 1s\n"));
+    let mut child = spawn_run_silent(&pol);
     assert!(fleet.wait_state("web-a", 'T', 5));
     assert!(fleet.wait_state("api-a", 'T', 5));
     child.kill().unwrap();
@@ -130,7 +126,7 @@ fn next_run_reverts_expired_faults_of_a_killed_simian() {
 #[test]
 fn terminate_takes_the_zone_but_spares_total_loss_and_dry_run_touches_nothing() {
     let mut fleet = Fleet::start(ZONED);
-    let pol = fleet.write_policy_with(ZONED, "", ISOLATE, &gorilla("a", "terminate", ""));
+    let pol = fleet.write_policy_with(ZONED, "", ISOLATE_BY_SIGNAL, &gorilla("a", "terminate", ""));
     let plan = json(&simian(&["plan", "--policy", p(&pol), "--format", "json"]));
     assert_eq!(ids(&of(&plan, "terminate", "planned")), ["api-a", "web-a"]);
     for (id, ..) in ZONED {
@@ -146,7 +142,7 @@ fn terminate_takes_the_zone_but_spares_total_loss_and_dry_run_touches_nothing() 
     let pol = fleet.write_policy_with(
         ZONED,
         "",
-        ISOLATE,
+        ISOLATE_BY_SIGNAL,
         &gorilla("a", "terminate", "    allow_total_loss: true\n"),
     );
     let r = json(&simian(&["run", "--policy", p(&pol), "--format", "json"]));
@@ -156,7 +152,7 @@ fn terminate_takes_the_zone_but_spares_total_loss_and_dry_run_touches_nothing() 
 #[test]
 fn random_zone_is_seeded_and_only_among_zones_with_eligible_instances() {
     let fleet = Fleet::start(ZONED);
-    let pol = fleet.write_policy_with(ZONED, "", ISOLATE, &gorilla("random", "terminate", ""));
+    let pol = fleet.write_policy_with(ZONED, "", ISOLATE_BY_SIGNAL, &gorilla("random", "terminate", ""));
     let mut seen = std::collections::BTreeSet::new();
     for seed in 0..20 {
         let a =

@@ -31,6 +31,11 @@ const TICK: Duration = Duration::from_secs(30);
 const ROUNDS_GRACE: Duration = Duration::from_secs(15);
 /// On shutdown, the outbox flush gets this long.
 const FLUSH_GRACE: Duration = Duration::from_secs(8);
+/// How often the loop reads the store's halt (`simian halt` stops every agent within this long).
+const HALT_POLL: Duration = Duration::from_secs(5);
+/// While halted, how often faults that are still open (their holder gone, or a revert that failed) are
+/// reverted again from the journal.
+const HALT_RETRY: Duration = Duration::from_secs(30);
 
 pub use crate::clock::{Clock, SystemClock, TokioClock};
 
@@ -89,6 +94,10 @@ struct Daemon {
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,
     on_round: Option<mpsc::UnboundedSender<(MonkeyName, Report)>>,
+    /// When this daemon first saw the halt that stands now.
+    halt_seen: Option<tokio::time::Instant>,
+    /// When it last reverted from the journal because of that halt.
+    halt_reverted: Option<tokio::time::Instant>,
 }
 
 async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), DaemonError> {
@@ -125,6 +134,8 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         shutdown: opts.shutdown.clone(),
         clock: opts.clock.clone(),
         on_round: opts.on_round.take(),
+        halt_seen: None,
+        halt_reverted: None,
     };
     d.plan_next(d.clock.now());
     info!(policy = %d.policy.name, monkeys = d.next.len(), "daemon started");
@@ -132,6 +143,8 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
     // the loop (fires, SIGTERM). A SIGHUP during a reload asks for one more once it is done.
     let mut loading: Option<Loading> = None;
     let mut again = false;
+    let mut halt_tick = tokio::time::interval(HALT_POLL);
+    halt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let now = d.clock.now();
         heartbeat.store(now.timestamp(), Ordering::Relaxed);
@@ -150,6 +163,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = opts.shutdown.cancelled() => break,
+            _ = halt_tick.tick() => d.check_halt().await,
             Some(()) = opts.reload.recv() => match loading {
                 Some(_) => again = true,
                 None => loading = Some(d.start_reload()),
@@ -289,6 +303,44 @@ impl Daemon {
                 self.plan_next(self.clock.now());
             }
             Err(e) => error!("policy reload failed, keeping the previous policy:\n{e}"),
+        }
+    }
+
+    /// The store's halt. While one stands, rounds refuse every action (the gate reads it too) and their
+    /// holds end within a second; whatever is still open [`HALT_GRACE`] after this daemon saw the halt
+    /// (its holder is gone) is reverted from the journal, and again every [`HALT_RETRY`] while it stays open.
+    async fn check_halt(&mut self) {
+        let read = self.engine.store().and_then(|s| Ok((s.current_halt()?, s.open_faults(None)?.len())));
+        let (halt, open) = match read {
+            Ok(r) => r,
+            Err(e) => return warn!(error = %crate::chain(&e), "cannot read the halt state"),
+        };
+        self.metrics.set_halted(halt.is_some());
+        let Some(halt) = halt else {
+            if self.halt_seen.take().is_some() {
+                info!("halt lifted: actions start again at the next fire");
+            }
+            self.halt_reverted = None;
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        let seen = *self.halt_seen.get_or_insert_with(|| {
+            warn!(%halt, "halted: no new actions; active faults are being reverted");
+            now
+        });
+        let retry_due = self.halt_reverted.is_none_or(|t| now.duration_since(t) >= HALT_RETRY);
+        if open == 0 || now.duration_since(seen) < crate::engine::HALT_GRACE || !retry_due {
+            return;
+        }
+        self.halt_reverted = Some(now);
+        warn!(open, "halted: reverting the faults still open from the journal");
+        match self
+            .engine
+            .revert(&RunOptions { shutdown: self.shutdown.clone(), ..RunOptions::default() })
+            .await
+        {
+            Ok(report) => self.metrics.record_report(&report),
+            Err(e) => error!(error = %crate::chain(&e), "cannot revert the faults still open"),
         }
     }
 

@@ -15,7 +15,26 @@ use tracing::{error, info, warn};
 use crate::clock::Clock;
 use crate::outbox::{self, DeliverySummary, Urgency};
 use crate::run::{revert_all, run_once, MetricsHandle, RunContext, RunError, RunOptions};
-use crate::store::{Store, StoreError};
+use crate::store::{Halt, Store, StoreError};
+
+/// How long a halt leaves each fault to the process holding it (which looks for a halt every second)
+/// before reverting it from the journal: a holder that is gone reverts nothing.
+pub const HALT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What [`Engine::halt`] did.
+#[derive(Debug, serde::Serialize)]
+pub struct Halted {
+    /// The halt in force.
+    pub halt: Halt,
+    /// False when a halt already stood (it is kept, with its author and reason).
+    pub new: bool,
+    /// Faults open in the journal when the halt was recorded.
+    pub open_at_halt: usize,
+    /// Of those, how many their holders reverted within the grace.
+    pub reverted_by_holders: usize,
+    /// The revert of what was left, if anything was.
+    pub revert: Option<Report>,
+}
 
 /// Why a round could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +181,39 @@ impl Engine {
         let mut report = revert_all(&self.policy, &self.options(opts), ctx, &mut store).await?;
         report.api_calls = self.fleet.api_calls();
         Ok(report)
+    }
+
+    /// Record a halt (`simian halt`): from now on nothing acts, anywhere this store is shared. Then every
+    /// open fault is reverted — by its holder, which looks every second, or, if it is still open after
+    /// `grace` (its holder is gone), from here through the journal.
+    pub async fn halt(
+        &self,
+        by: &str,
+        reason: Option<&str>,
+        grace: std::time::Duration,
+        opts: &RunOptions,
+    ) -> Result<Halted, RoundError> {
+        let mut store = self.store()?;
+        let (halt, new) = store.halt(by, reason, self.clock.now())?;
+        info!(%halt, "halt recorded: no new actions; reverting every active fault");
+        let open_at_halt = store.open_faults(None)?.len();
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut left = open_at_halt;
+        while left > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            left = store.open_faults(None)?.len();
+        }
+        let revert = if left > 0 { Some(self.revert(opts).await?) } else { None };
+        Ok(Halted { halt, new, open_at_halt, reverted_by_holders: open_at_halt.saturating_sub(left), revert })
+    }
+
+    /// Lift the halt (`simian resume`); the halt lifted, or `None` when none stood.
+    pub fn resume(&self, by: &str) -> Result<Option<Halt>, StoreError> {
+        let lifted = self.store()?.resume(by, self.clock.now())?;
+        if let Some(h) = &lifted {
+            info!(halt = %h, by, "halt lifted");
+        }
+        Ok(lifted)
     }
 
     /// Send a message (the day's plan) everywhere, or only to sink `only`: `log` sinks at once, the others

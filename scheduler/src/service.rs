@@ -157,6 +157,7 @@ pub fn seeded_metrics(store: &Store) -> Result<Metrics, StoreError> {
 /// from the store right before they are published: at each `/metrics` scrape, before each push.
 pub fn refresh_gauges(m: &Metrics, store: &Store) -> Result<(), StoreError> {
     m.set_unhealthy(store.unhealthy_count()?);
+    m.set_halted(store.current_halt()?.is_some());
     m.set_active_faults(&store.active_faults_by_monkey()?);
     m.set_outbox_pending(store.pending_count()?);
     Ok(())

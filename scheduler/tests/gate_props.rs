@@ -1,7 +1,7 @@
 //! The one gate, property-tested over every acting monkey with a recording actuator (a pure-logic fake:
 //! the real counterparts are in tests/stream_gate.rs, tests/latency_vm.rs and tests/aws_e2e.rs): dry-run
-//! never reaches the actuator, live acts only on eligible instances, and an edit made by the first netem
-//! injection stops the second.
+//! never reaches the actuator, live acts only on eligible instances, a halt in the store stops everything, and
+//! an edit (or a halt) made by the first action stops the next.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +21,8 @@ struct Recorder {
     roots: Mutex<BTreeMap<String, String>>,
     /// Created by the first mutation, if set (the kill switch).
     on_first_mutation: Option<PathBuf>,
+    /// The store in which the first mutation records a halt (`simian halt` from another terminal), if set.
+    halt_on_first_mutation: Option<PathBuf>,
 }
 
 impl Recorder {
@@ -30,6 +32,9 @@ impl Recorder {
         if mutating && !calls.iter().any(|(w, _)| matches!(w.as_str(), "terminate" | "isolate" | "netem")) {
             if let Some(p) = &self.on_first_mutation {
                 std::fs::write(p, "").unwrap();
+            }
+            if let Some(p) = &self.halt_on_first_mutation {
+                Store::open(p).unwrap().halt("ops@lab", Some("stop everything"), halt_time()).unwrap();
             }
         }
         calls.push((what.to_string(), inst.id.clone()));
@@ -200,6 +205,24 @@ fn policy_text(hosts: &[Host], m: Monkey, live: bool, override_opt_in: bool, por
     s
 }
 
+/// When the tests' halts are made (only shown in messages).
+fn halt_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::UNIX_EPOCH
+}
+
+/// One live round (seed 1) of `text` with `rec` as the actuator, on the paused clock.
+fn live_round(dir: &std::path::Path, text: &str, rec: &Recorder) -> simian_monkeys::Report {
+    let load = || simian_config::load_str("p.yaml", text, dir, &|_| None).map_err(|e| e.to_string());
+    let policy = load().unwrap();
+    let fresh = || load().map(|p| std::sync::Arc::new(simian_scheduler::service::Fresh::new(p)));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    let fleet = simian_targets::Fleet::from_policy(&policy.policy);
+    let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
+    let mut store = Store::open(&policy.store_path).unwrap();
+    let opts = RunOptions { seed: Some(1), ..Default::default() };
+    rt.block_on(run_once(&policy, &opts, RunContext::new(rec, inventory, &fresh), &mut store)).unwrap()
+}
+
 fn eligible(h: &Host) -> bool {
     h.opted && !h.exempt && !h.canary
 }
@@ -214,6 +237,7 @@ proptest! {
         force_dry in any::<bool>(),
         override_opt_in in any::<bool>(),
         seed in any::<u64>(),
+        halted in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -226,6 +250,9 @@ proptest! {
         let fleet = simian_targets::Fleet::from_policy(&policy.policy);
         let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
         let mut store = Store::open(&policy.store_path).unwrap();
+        if halted {
+            store.halt("ops@lab", None, halt_time()).unwrap();
+        }
         let opts = RunOptions { dry_run: force_dry, seed: Some(seed), ..Default::default() };
         let ctx = RunContext::new(&rec, inventory, &fresh);
         let report = rt.block_on(run_once(&policy, &opts, ctx, &mut store)).unwrap();
@@ -237,7 +264,10 @@ proptest! {
             let acted = report.findings.iter().any(|f| f.outcome == Outcome::Done && matches!(f.action, Terminate | Isolate | InjectLatency));
             prop_assert!(!acted, "{:?}", report.findings);
         }
-        if live && !force_dry && matches!(m, Monkey::Chaos | Monkey::LatencyTc) && hosts.iter().any(eligible) {
+        if halted {
+            prop_assert!(rec.mutations().is_empty(), "acted while halted: {:?}", report.findings);
+        }
+        if live && !force_dry && !halted && matches!(m, Monkey::Chaos | Monkey::LatencyTc) && hosts.iter().any(eligible) {
             prop_assert!(!rec.mutations().is_empty(), "live with eligible hosts acts: {:?}", report.findings);
         }
         for (what, victim) in rec.mutations() {
@@ -258,17 +288,8 @@ fn a_kill_switch_made_by_the_first_netem_injection_refuses_the_second() {
         &format!("version: 1\nkill_switch: {}\n", stop.display()),
         1,
     );
-    let load = || simian_config::load_str("p.yaml", &text, dir.path(), &|_| None).map_err(|e| e.to_string());
-    let policy = load().unwrap();
-    let fresh = || load().map(|p| std::sync::Arc::new(simian_scheduler::service::Fresh::new(p)));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
     let rec = Recorder { on_first_mutation: Some(stop), ..Recorder::default() };
-    let fleet = simian_targets::Fleet::from_policy(&policy.policy);
-    let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
-    let mut store = Store::open(&policy.store_path).unwrap();
-    let opts = RunOptions { seed: Some(1), ..Default::default() };
-    let report =
-        rt.block_on(run_once(&policy, &opts, RunContext::new(&rec, inventory, &fresh), &mut store)).unwrap();
+    let report = live_round(dir.path(), &text, &rec);
     let injected: Vec<_> = rec.mutations();
     assert_eq!(injected.len(), 1, "{injected:?}");
     let refused: Vec<_> = report
@@ -284,4 +305,28 @@ fn a_kill_switch_made_by_the_first_netem_injection_refuses_the_second() {
         .filter(|f| f.action == simian_monkeys::Action::RevertLatency && f.outcome == Outcome::Done)
         .count();
     assert_eq!(reverted, 1, "the one injection is reverted: {:?}", report.findings);
+}
+
+#[test]
+fn a_halt_recorded_after_the_first_kill_refuses_every_later_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: Vec<Host> =
+        (0..3).map(|g| Host { group: g, zone: 0, opted: true, exempt: false, canary: false }).collect();
+    let text = policy_text(&hosts, Monkey::Chaos, true, false, 0);
+    // The policy's store is `simian.db` beside it (the default).
+    let rec = Recorder { halt_on_first_mutation: Some(dir.path().join("simian.db")), ..Recorder::default() };
+    let report = live_round(dir.path(), &text, &rec);
+    assert_eq!(rec.mutations().len(), 1, "{:?}", report.findings);
+    let refused: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.action == simian_monkeys::Action::Terminate && f.outcome == Outcome::Skipped)
+        .collect();
+    assert_eq!(refused.len(), 2, "{:?}", report.findings);
+    assert!(
+        refused
+            .iter()
+            .all(|f| f.message.contains("halted by ops@lab") && f.message.contains("stop everything")),
+        "{refused:?}"
+    );
 }

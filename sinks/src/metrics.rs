@@ -85,6 +85,7 @@ pub struct Metrics {
     registry: Registry,
     actions: Family<ActionLabels, Counter>,
     unhealthy: Gauge,
+    halted: Gauge,
     active_faults: Family<MonkeyLabel, Gauge>,
     /// Monkeys `set_active_faults` ever named beyond [`MonkeyName::ALL`] (reset to 0 when no longer listed).
     extra_fault_monkeys: Mutex<BTreeSet<String>>,
@@ -113,6 +114,12 @@ impl Metrics {
             "simian_unhealthy_instances",
             "Instances Doctor Monkey currently finds unhealthy",
             unhealthy.clone(),
+        );
+        let halted = Gauge::default();
+        registry.register(
+            "simian_halted",
+            "1 while a halt (`simian halt`) stands in the store, else 0",
+            halted.clone(),
         );
         let active_faults = Family::<MonkeyLabel, Gauge>::default();
         registry.register(
@@ -169,6 +176,7 @@ impl Metrics {
             aborts,
             actions,
             unhealthy,
+            halted,
             active_faults,
             extra_fault_monkeys: Mutex::new(BTreeSet::new()),
             outbox_pending,
@@ -241,6 +249,11 @@ impl Metrics {
     /// Observes one Doctor probe's duration.
     pub fn observe_probe(&self, seconds: f64) {
         self.probe_seconds.observe(seconds);
+    }
+
+    /// Sets whether a halt stands.
+    pub fn set_halted(&self, halted: bool) {
+        self.halted.set(i64::from(halted));
     }
 
     /// Sets how many instances Doctor currently finds unhealthy.
@@ -553,6 +566,7 @@ mod tests {
         for (name, kind) in [
             ("simian_actions", "counter"),
             ("simian_unhealthy_instances", "gauge"),
+            ("simian_halted", "gauge"),
             ("simian_active_faults", "gauge"),
             ("simian_outbox_pending", "gauge"),
             ("simian_last_run_timestamp_seconds", "gauge"),

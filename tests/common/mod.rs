@@ -148,6 +148,18 @@ pub const SPEC: &[Spec] = &[
 ];
 pub const KILL: &str = "[\"kill\", \"-TERM\", \"{tag:pid}\"]";
 
+/// Two opted-in groups spread over zones a, b and c: zone a holds one instance of each.
+pub const ZONED_PAIRS: &[Spec] = &[
+    ("web-a", "web", "a", true),
+    ("web-b", "web", "b", true),
+    ("api-a", "api", "a", true),
+    ("api-c", "api", "c", true),
+];
+
+/// Target keys that make isolation SIGSTOP and restore SIGCONT of the instance's process (a real,
+/// reversible fault the kernel reports in /proc), and terminate SIGTERM.
+pub const ISOLATE_BY_SIGNAL: &str = "    isolate: [\"kill\", \"-STOP\", \"{tag:pid}\"]\n    restore: [\"kill\", \"-CONT\", \"{tag:pid}\"]\n    terminate: [\"kill\", \"-TERM\", \"{tag:pid}\"]\n";
+
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -174,6 +186,16 @@ pub fn spawn_run(policy: &Path) -> std::process::Child {
         .args(["run", "--policy", p(policy), "--format", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `simian run --policy P` in the background, its output discarded (a run the test will SIGKILL).
+pub fn spawn_run_silent(policy: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_simian"))
+        .args(["run", "--policy", p(policy)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }

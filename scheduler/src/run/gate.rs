@@ -103,6 +103,10 @@ impl<A: Actuator> Round<'_, '_, A> {
         if let Some(why) = run_guard(fresh, m, self.opts, self.clock().now()) {
             return refused(why);
         }
+        // The halt is in the store: read before every action (and again, atomically, by the journal claim).
+        if let Some(why) = self.halt_refusal() {
+            return refused(why);
+        }
         if let Some(inst) = inst {
             let Some(cur) = current(&watched, inst) else {
                 return refused("instance is no longer in the policy".into());
@@ -140,12 +144,16 @@ impl<A: Actuator> Round<'_, '_, A> {
                             last.with_timezone(&self.policy.tz).to_rfc3339()
                         ))
                     }
+                    Claim::Halted(halt) => return refused(halt.to_string()),
                 }
             }
             Journal::Fault { kind, undo, expires } => {
                 let Some(inst) = inst else { return refused("a fault needs an instance".into()) };
                 let now = self.clock().now();
-                Some(self.store.journal_fault(&self.run_id, m, kind, inst, undo, now, expires)?)
+                match self.store.journal_fault(&self.run_id, m, kind, inst, undo, now, expires)? {
+                    Some(id) => Some(id),
+                    None => return refused(self.halt_refusal().unwrap_or_else(|| "halted".into())),
+                }
             }
         };
         Ok(Ok(Permit { journal: id }))

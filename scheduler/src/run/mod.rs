@@ -28,6 +28,10 @@ use crate::calendar::Calendar;
 use crate::clock::{Clock, SystemClock};
 use crate::store::{Store, StoreError};
 
+/// How often a held fault checks the store for a halt (`simian halt` promises every fault reverted within
+/// 30 s; its holder reverts within about this long).
+const HALT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the caller asked for.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -300,9 +304,30 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
     #[allow(clippy::result_large_err)]
     fn acting<'p, T>(&self, m: MonkeyName, cfg: Option<&'p T>) -> Result<&'p T, Finding> {
         let cfg = configured(m, cfg)?;
-        match run_guard(self.policy, m, self.opts, self.now) {
+        match run_guard(self.policy, m, self.opts, self.now).or_else(|| self.halt_refusal()) {
             Some(why) => Err(skipped(m, why)),
             None => Ok(cfg),
+        }
+    }
+
+    /// Why nothing may act because of the store's halt: the halt itself, or — failing closed — that its
+    /// state cannot be read.
+    pub(crate) fn halt_refusal(&self) -> Option<String> {
+        match self.store.current_halt() {
+            Ok(halt) => halt.map(|h| h.to_string()),
+            Err(e) => Some(format!("cannot read the halt state, refusing to act: {}", crate::chain(&e))),
+        }
+    }
+
+    /// Resolves once a halt stands (polled every second); store errors are not a halt (the deadline still
+    /// ends the hold).
+    async fn halted(&self) {
+        loop {
+            tokio::time::sleep(HALT_POLL).await;
+            if let Ok(Some(h)) = self.store.current_halt() {
+                tracing::warn!(halt = %h, "halt: reverting now");
+                return;
+            }
         }
     }
 
@@ -355,6 +380,7 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
             _ = tokio::time::sleep(wait) => {}
             _ = self.opts.shutdown.cancelled() => tracing::warn!(fault = what, "signal received: reverting now"),
             _ = self.abort.cancelled() => tracing::warn!(fault = what, "steady state broke: reverting now"),
+            _ = self.halted() => {}
         }
         if let Some(e) = &self.experiment {
             e.pause();

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 use simian_monkeys::{Instance, MonkeyName, Undo};
 
+use super::halt::NOT_HALTED;
 use super::{from_ms, ms, Store, StoreError};
 
 /// What kind of fault a journal row undoes.
@@ -74,7 +75,8 @@ pub struct OpenFault {
 }
 
 impl Store {
-    /// Journal a fault *before* applying it (state `intent`); returns its id.
+    /// Journal a fault *before* applying it (state `intent`); returns its id, or `None` when a halt stands
+    /// (checked in the same statement, so no fault is journaled once `simian halt` has committed).
     #[allow(clippy::too_many_arguments)]
     pub fn journal_fault(
         &self,
@@ -85,12 +87,16 @@ impl Store {
         undo: &Undo,
         now: DateTime<Utc>,
         expires: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let undo = serde_json::to_string(undo).map_err(|e| self.encode(e))?;
-        self.conn
+        let sql = format!(
+            "INSERT INTO faults (run_id, monkey, kind, target, instance, grp, zone, undo, state, created_ms, expires_ms)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'intent', ?9, ?10 WHERE {NOT_HALTED}"
+        );
+        let inserted = self
+            .conn
             .execute(
-                "INSERT INTO faults (run_id, monkey, kind, target, instance, grp, zone, undo, state, created_ms, expires_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'intent', ?9, ?10)",
+                &sql,
                 params![
                     run_id,
                     monkey.as_str(),
@@ -105,7 +111,7 @@ impl Store {
                 ],
             )
             .map_err(|e| self.wrap(e))?;
-        Ok(self.conn.last_insert_rowid())
+        Ok((inserted == 1).then(|| self.conn.last_insert_rowid()))
     }
 
     /// The fault is in place.

@@ -6,15 +6,17 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use simian_monkeys::Instance;
 
-use super::{from_ms, ms, Store, StoreError};
+use super::{from_ms, ms, Halt, Store, StoreError};
 
 /// Result of asking to kill in a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// Journaled as pending; carry it out, then call [`Store::finish_kill`].
     Granted(i64),
     /// Another kill in the group (maybe by a concurrent run) is younger than the minimum.
     TooRecent(DateTime<Utc>),
+    /// A halt stands (`simian halt`): nothing is journaled.
+    Halted(Halt),
 }
 
 impl Store {
@@ -44,6 +46,10 @@ impl Store {
         let path = self.path.clone();
         let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
+        // Under the same write lock as the insert: once `simian halt` has committed, no kill is journaled.
+        if let Some(h) = super::halt::current(&tx).map_err(wrap)? {
+            return Ok(Claim::Halted(h));
+        }
         if let Some(min) = min_between {
             let last: Option<i64> = tx
                 .query_row(

@@ -1,6 +1,7 @@
 //! The store: one SQLite file (WAL) with versioned migrations; one file per table group below.
 
 mod faults;
+mod halt;
 mod health;
 mod kills;
 mod outbox;
@@ -8,6 +9,7 @@ mod retention;
 mod runs;
 
 pub use faults::{FaultKind, FaultState, OpenFault};
+pub use halt::{who, Halt};
 pub use health::HealthRow;
 pub use kills::Claim;
 pub use outbox::{host_name, owner_id, Backoff, OpenMessage, PendingDelivery, Sealing};
@@ -162,6 +164,17 @@ const MIGRATIONS: &[&str] = &[
         owner TEXT NOT NULL,
         until_ms INTEGER NOT NULL
      );",
+    // 7: the halt (`simian halt` / `simian resume`): while a row has no `resumed_ms`, nothing acts. Kept
+    // after it is lifted, as the record of who stopped the fleet and why.
+    "CREATE TABLE halts (
+        id INTEGER PRIMARY KEY,
+        by TEXT NOT NULL,
+        reason TEXT,
+        at_ms INTEGER NOT NULL,
+        resumed_by TEXT,
+        resumed_ms INTEGER
+     );
+     CREATE INDEX halts_standing ON halts(resumed_ms);",
 ];
 
 /// An open store.
@@ -334,7 +347,8 @@ pub(super) mod tests {
                 now,
                 now + TimeDelta::minutes(30),
             )
-            .unwrap();
+            .unwrap()
+            .expect("not halted");
         let b = s
             .journal_fault(
                 "r",
@@ -345,7 +359,8 @@ pub(super) mod tests {
                 now,
                 now - TimeDelta::minutes(1),
             )
-            .unwrap();
+            .unwrap()
+            .expect("not halted");
         s.fault_applied(a).unwrap();
         let all = s.open_faults(None).unwrap();
         assert_eq!(

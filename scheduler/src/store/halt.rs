@@ -1,0 +1,168 @@
+//! The halt: a row in the store that stops every action of every simian sharing it (`simian halt`), until
+//! `simian resume`. Reverts are never stopped by it; the journal claims refuse atomically while it stands.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use super::{from_ms, ms, Store, StoreError};
+
+/// A halt in force (or the one just lifted).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Halt {
+    /// Who asked: `user@host`.
+    pub by: String,
+    /// Why, as they said it.
+    pub reason: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "halted by {} at {}", self.by, self.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))?;
+        match &self.reason {
+            Some(r) => write!(f, ": {r}"),
+            None => f.write_str(" (no reason given)"),
+        }
+    }
+}
+
+/// The SQL condition "no halt stands", for the claims that must refuse atomically.
+pub(super) const NOT_HALTED: &str = "NOT EXISTS (SELECT 1 FROM halts WHERE resumed_ms IS NULL)";
+
+impl Store {
+    /// Records a halt; when one already stands it is kept (and returned with `false`).
+    pub fn halt(
+        &mut self,
+        by: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Halt, bool), StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
+        if let Some(h) = current(&tx).map_err(wrap)? {
+            return Ok((h, false));
+        }
+        tx.execute("INSERT INTO halts (by, reason, at_ms) VALUES (?1, ?2, ?3)", params![by, reason, ms(now)])
+            .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        Ok((Halt { by: by.to_string(), reason: reason.map(str::to_string), at: now }, true))
+    }
+
+    /// Lifts the halt in force; the one lifted, or `None` when there was none.
+    pub fn resume(&mut self, by: &str, now: DateTime<Utc>) -> Result<Option<Halt>, StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
+        let Some(h) = current(&tx).map_err(wrap)? else { return Ok(None) };
+        tx.execute(
+            "UPDATE halts SET resumed_by = ?1, resumed_ms = ?2 WHERE resumed_ms IS NULL",
+            params![by, ms(now)],
+        )
+        .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        Ok(Some(h))
+    }
+
+    /// The halt in force, if any.
+    pub fn current_halt(&self) -> Result<Option<Halt>, StoreError> {
+        current(&self.conn).map_err(|e| self.wrap(e))
+    }
+}
+
+pub(super) fn current(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Halt>> {
+    conn.query_row(
+        "SELECT by, reason, at_ms FROM halts WHERE resumed_ms IS NULL ORDER BY id DESC LIMIT 1",
+        [],
+        |r| Ok(Halt { by: r.get(0)?, reason: r.get(1)?, at: from_ms(r.get(2)?) }),
+    )
+    .optional()
+}
+
+/// Who is asking, for a halt or a resume: `user@host` (`$USER`, else the name of this process's uid in
+/// /etc/passwd, else `uid N`).
+pub fn who() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok().filter(|u| !u.is_empty());
+    format!("{}@{}", user.unwrap_or_else(user_of_uid), super::host_name())
+}
+
+/// The login name of this process's real uid, from /proc and /etc/passwd (cron and containers often leave
+/// `$USER` unset).
+fn user_of_uid() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(uid) = status.lines().find_map(|l| l.strip_prefix("Uid:")?.split_whitespace().next()) else {
+        return "unknown".into();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&uid))
+        .and_then(|f| f.first().map(|n| n.to_string()))
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the real clock
+mod tests {
+    use super::super::tests::inst;
+    use super::*;
+    use crate::store::{Claim, FaultKind};
+    use chrono::TimeDelta;
+    use simian_monkeys::{Mode, MonkeyName, Undo};
+
+    #[test]
+    fn who_names_a_user_and_this_host() {
+        let w = who();
+        let (user, host) = w.split_once('@').expect("user@host");
+        assert!(!user.is_empty() && user != "unknown", "{w}");
+        assert_eq!(host, crate::store::host_name());
+        // Without $USER the uid's name is used (root in CI, whoever runs the tests elsewhere).
+        assert!(!user_of_uid().is_empty() && user_of_uid() != "unknown");
+    }
+
+    #[test]
+    fn a_halt_stands_until_resumed_and_the_claims_refuse_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let now = Utc::now();
+        s.begin_run("r", 1, Mode::Live, now).unwrap();
+        assert_eq!(s.current_halt().unwrap(), None);
+        assert_eq!(s.resume("ops@lab", now).unwrap(), None, "nothing to resume");
+
+        let (h, new) = s.halt("ops@lab", Some("game day over"), now).unwrap();
+        assert!(new);
+        assert_eq!(
+            h.to_string(),
+            format!(
+                "halted by ops@lab at {}: game day over",
+                h.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        );
+        // A second halt keeps the first (who and why stay those of the first).
+        let (again, new) = s.halt("other@lab", None, now + TimeDelta::seconds(1)).unwrap();
+        assert!(!new);
+        assert_eq!(again.by, "ops@lab");
+        assert_eq!(s.current_halt().unwrap().map(|h| h.by), Some("ops@lab".to_string()));
+
+        // Halted: neither a kill nor a fault can be journaled, whatever the gate said before.
+        let day = Some(TimeDelta::days(1));
+        assert!(
+            matches!(s.claim_kill("r", &inst("web"), now, day).unwrap(), Claim::Halted(h) if h.by == "ops@lab")
+        );
+        let undo = Undo::HostsCommand { instance: inst("web") };
+        let fault =
+            s.journal_fault("r", MonkeyName::Gorilla, FaultKind::Isolate, &inst("web"), &undo, now, now);
+        assert!(fault.unwrap().is_none(), "a fault journaled while halted");
+        assert!(s.open_faults(None).unwrap().is_empty());
+
+        let lifted = s.resume("ops@lab", now).unwrap();
+        assert_eq!(lifted.map(|h| h.reason), Some(Some("game day over".to_string())));
+        assert_eq!(s.current_halt().unwrap(), None);
+        assert!(matches!(s.claim_kill("r", &inst("web"), now, day).unwrap(), Claim::Granted(_)));
+        let fault =
+            s.journal_fault("r", MonkeyName::Gorilla, FaultKind::Isolate, &inst("web"), &undo, now, now);
+        assert!(fault.unwrap().is_some());
+    }
+}
