@@ -38,6 +38,8 @@ pub enum Command {
     Halt(HaltArgs),
     /// Lift the halt: actions may start again at the next fire.
     Resume(RevertArgs),
+    /// The simian processes on this store whose lease is live (daemons, and commands while they run).
+    Agents(RevertArgs),
     /// Run continuously: fire monkeys at their cron times, serve /metrics and /healthz.
     Daemon(DaemonArgs),
     /// Reports and plans not yet delivered to every sink.

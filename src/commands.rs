@@ -210,6 +210,38 @@ pub fn resume(a: RevertArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `simian agents`: one row per agent with a live lease.
+pub fn agents(a: RevertArgs) -> Result<ExitCode> {
+    let p = a.policy.load()?;
+    let rows = Store::open(&p.store_path).context("cannot open the store")?.agents(SystemClock.now())?;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Text => {
+            println!(
+                "{:<44} {:<16} {:>7}  {:<7}  {:<8} {:<20} {:<20} FAULTS",
+                "AGENT", "HOST", "PID", "KIND", "VERSION", "STARTED", "HEARTBEAT"
+            );
+            let t =
+                |at: chrono::DateTime<Utc>| at.with_timezone(&p.tz).format("%Y-%m-%d %H:%M:%S").to_string();
+            for r in &rows {
+                println!(
+                    "{:<44} {:<16} {:>7}  {:<7}  {:<8} {:<20} {:<20} {}",
+                    r.agent,
+                    r.host,
+                    r.pid,
+                    r.kind.as_str(),
+                    r.version,
+                    t(r.started_at),
+                    t(r.heartbeat_at),
+                    r.active_faults
+                );
+            }
+            println!("{} agent(s)", rows.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// History rows for the policy's store since `since` ago.
 pub fn history_rows(p: &LoadedPolicy, since: chrono::TimeDelta) -> Result<Vec<HistoryRow>> {
     let store = Store::open(&p.store_path).context("cannot open the store")?;

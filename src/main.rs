@@ -48,6 +48,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Revert(a) => commands::revert(a).await,
         Command::Halt(a) => commands::halt(a).await,
         Command::Resume(a) => commands::resume(a),
+        Command::Agents(a) => commands::agents(a),
         Command::Daemon(a) => daemon::daemon(a).await,
         Command::Outbox(a) => daemon::outbox(a).await,
         Command::Announce(a) => daemon::announce(a).await,

@@ -27,9 +27,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(policy: &std::path::Path, rx: &Receiver) -> Daemon {
+        Daemon::start_with(policy, rx, &[])
+    }
+
+    /// A daemon with more arguments (`--store` to share another policy's store, say).
+    fn start_with(policy: &std::path::Path, rx: &Receiver, extra: &[&str]) -> Daemon {
         let port = testkit::free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_simian"))
             .args(["daemon", "--policy", p(policy), "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("SIMIAN_WEBHOOK_URL", rx.url(&format!("/hook/{TOKEN}")))
             .env("SIMIAN_LOG", "info")
             .stdout(Stdio::null())
@@ -292,4 +298,94 @@ fn a_halt_ends_the_daemons_hold_refuses_its_fires_and_resume_lifts_it() {
     let (code, _) = d.wait_exit(30);
     assert_eq!(code, Some(0), "{}", d.log());
     assert!(fleet.wait_state("web-a", 'S', 2));
+}
+
+/// The `simian agents --format json` rows of `policy`'s store.
+fn agents(policy: &std::path::Path) -> Vec<Value> {
+    let out = simian(&["agents", "--policy", p(policy), "--format", "json"]);
+    assert_ok(&out);
+    json(&out).as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_live_daemon_takes_over_the_faults_of_a_killed_one_and_restores_them_at_their_planned_end() {
+    let fleet = Fleet::start(ZONED_PAIRS);
+    let rx = Receiver::start();
+    // Daemon A isolates zone a every minute for 60 s; daemon B shares A's store and fires nothing soon.
+    let pol_a = fleet.write_policy_with(
+        ZONED_PAIRS,
+        "name: lab\n",
+        ISOLATE_BY_SIGNAL,
+        "  gorilla:\n    schedule: \"* * * * *\"\n    zone: a\n    action: isolate\n    duration: 60s\n",
+    );
+    let dir_b = tempfile::tempdir().unwrap();
+    let pol_b = dir_b.path().join("b.yaml");
+    std::fs::write(
+        &pol_b,
+        std::fs::read_to_string(&pol_a)
+            .unwrap()
+            .replace("schedule: \"* * * * *\"", "schedule: \"0 0 1 1 *\""),
+    )
+    .unwrap();
+    let store = fleet.dir.path().join("simian.db");
+    let mut a = Daemon::start(&pol_a, &rx);
+    let b = Daemon::start_with(&pol_b, &rx, &["--store", p(&store)]);
+    let rows = agents(&pol_a);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r["kind"] == "daemon" && r["pid"].as_u64().is_some() && r["version"].is_string()));
+    let id_a = rows.iter().find(|r| r["pid"] == a.child.id()).expect("A listed")["agent"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id_b = rows.iter().find(|r| r["pid"] == b.child.id()).expect("B listed")["agent"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    assert!(fleet.wait_state("web-a", 'T', secs_to_next_minute() + 15), "no fire:\n{}", a.log());
+    assert!(fleet.wait_state("api-a", 'T', 5));
+    let isolated = Instant::now();
+    let owned: Vec<_> = agents(&pol_a)
+        .into_iter()
+        .map(|r| (r["agent"].as_str().unwrap().to_string(), r["active_faults"].as_i64()))
+        .collect();
+    assert!(owned.contains(&(id_a.clone(), Some(2))), "{owned:?}");
+
+    // A dies mid-hold: nothing of it runs any more; its faults stay until B's takeover restores them.
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    assert!(b.wait_log("took over a fault", 50), "no takeover:\n{}", b.log());
+    assert!(isolated.elapsed() < Duration::from_secs(55), "taken over late: {:?}", isolated.elapsed());
+    assert_eq!(fleet.state("web-a"), 'T', "restored before its planned end");
+    let rows = agents(&pol_a);
+    assert_eq!(rows.len(), 1, "A's lease ran out: {rows:?}");
+    assert_eq!(
+        (rows[0]["agent"].as_str(), rows[0]["active_faults"].as_i64()),
+        (Some(id_b.as_str()), Some(2))
+    );
+
+    // Restored by B at the planned end (60 s after the isolation), never later than 40 s past it.
+    for id in ["web-a", "api-a"] {
+        assert!(
+            fleet.wait_state(id, 'S', 110u64.saturating_sub(isolated.elapsed().as_secs())),
+            "{id} not restored:\n{}",
+            b.log()
+        );
+    }
+    let took = isolated.elapsed();
+    assert!(took >= Duration::from_secs(55) && took < Duration::from_secs(100), "restored after {took:?}");
+    let hist = json(&simian(&["history", "--policy", p(&pol_a), "--since", "1h", "--format", "json"]));
+    let restores: Vec<String> = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["action"] == "restore" && f["outcome"] == "done")
+        .map(|f| f["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(restores.len(), 2, "{hist:#}");
+    for m in &restores {
+        assert!(m.contains(&format!("by agent {id_b} (taken over from {id_a})")), "{m}");
+    }
 }

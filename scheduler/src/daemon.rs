@@ -23,7 +23,7 @@ use crate::engine::Engine;
 use crate::http::HttpState;
 use crate::run::RunOptions;
 use crate::service;
-use crate::store::{Store, StoreError};
+use crate::store::{AgentId, AgentKind, OpenFault, Store, StoreError};
 
 /// The longest the loop sleeps: wall-clock jumps, announcements and outbox retries are noticed this fast.
 const TICK: Duration = Duration::from_secs(30);
@@ -98,6 +98,10 @@ struct Daemon {
     halt_seen: Option<tokio::time::Instant>,
     /// When it last reverted from the journal because of that halt.
     halt_reverted: Option<tokio::time::Instant>,
+    /// This daemon as an agent (kept across reloads).
+    agent: AgentId,
+    /// Faults taken over from agents whose lease ran out, restored here at their planned end.
+    adopted: Vec<OpenFault>,
 }
 
 async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), DaemonError> {
@@ -119,7 +123,14 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         let cap = crate::http::connection_cap();
         tokio::spawn(crate::http::serve(listener, Arc::new(state), cap, opts.shutdown.clone()));
     }
-    let engine = Arc::new(Engine::new(policy.clone(), opts.clock.clone()).with_metrics(metrics.clone()));
+    let agent = AgentId::this_process(AgentKind::Daemon);
+    Store::open(&policy.store_path)?.register_agent(&agent, opts.clock.now())?;
+    info!(agent = %agent.id, "registered as an agent");
+    let engine = Arc::new(
+        Engine::new(policy.clone(), opts.clock.clone())
+            .with_metrics(metrics.clone())
+            .with_agent(agent.clone()),
+    );
     // What a killed predecessor left undelivered goes out first.
     if let Err(e) = engine.recover(false).await {
         warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
@@ -136,6 +147,8 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         on_round: opts.on_round.take(),
         halt_seen: None,
         halt_reverted: None,
+        agent,
+        adopted: Vec::new(),
     };
     d.plan_next(d.clock.now());
     info!(policy = %d.policy.name, monkeys = d.next.len(), "daemon started");
@@ -163,7 +176,10 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = opts.shutdown.cancelled() => break,
-            _ = halt_tick.tick() => d.check_halt().await,
+            _ = halt_tick.tick() => {
+                d.check_halt().await;
+                d.tend_leases().await;
+            }
             Some(()) = opts.reload.recv() => match loading {
                 Some(_) => again = true,
                 None => loading = Some(d.start_reload()),
@@ -297,8 +313,11 @@ impl Daemon {
             Ok(mut p) => {
                 p.store_path = self.store_path.clone();
                 info!(policy = %p.path.display(), monkeys = p.schedules.len(), "policy reloaded");
-                self.engine =
-                    Arc::new(Engine::new(p.clone(), self.clock.clone()).with_metrics(self.metrics.clone()));
+                self.engine = Arc::new(
+                    Engine::new(p.clone(), self.clock.clone())
+                        .with_metrics(self.metrics.clone())
+                        .with_agent(self.agent.clone()),
+                );
                 self.policy = p;
                 self.plan_next(self.clock.now());
             }
@@ -344,6 +363,54 @@ impl Daemon {
         }
     }
 
+    /// Renew this agent's lease; take over the open faults of agents whose lease ran out; restore the
+    /// adopted faults whose planned end has come (at once if it has passed). A fault reverted meanwhile (by
+    /// a halt, say) is dropped from the list.
+    async fn tend_leases(&mut self) {
+        let now = self.clock.now();
+        let store = match self.engine.store() {
+            Ok(s) => s,
+            Err(e) => return warn!(error = %crate::chain(&e), "cannot open the store to renew the lease"),
+        };
+        if let Err(e) = store.heartbeat(&self.agent, now) {
+            warn!(error = %crate::chain(&e), "cannot renew the agent's lease");
+        }
+        match store.orphaned_faults(now) {
+            Ok(orphans) => {
+                for f in orphans {
+                    match store.take_over(f.id, f.owner.as_deref(), &self.agent) {
+                        Ok(true) => {
+                            warn!(
+                                fault = f.id, instance = %f.instance, from = f.owner.as_deref().unwrap_or("-"),
+                                restore_at = %f.expires, "took over a fault whose agent's lease ran out"
+                            );
+                            self.adopted.push(f);
+                        }
+                        Ok(false) => {}
+                        Err(e) => warn!(error = %crate::chain(&e), "cannot take over a fault"),
+                    }
+                }
+            }
+            Err(e) => warn!(error = %crate::chain(&e), "cannot look for orphaned faults"),
+        }
+        let still_open: std::collections::BTreeSet<i64> = match store.open_faults(None) {
+            Ok(open) => open.into_iter().map(|f| f.id).collect(),
+            Err(_) => return,
+        };
+        self.adopted.retain(|f| still_open.contains(&f.id));
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.adopted).into_iter().partition(|f| f.expires <= now);
+        self.adopted = later;
+        if due.is_empty() {
+            return;
+        }
+        let opts = RunOptions { shutdown: self.shutdown.clone(), ..RunOptions::default() };
+        match self.engine.revert_faults(due, &opts).await {
+            Ok(report) => self.metrics.record_report(&report),
+            Err(e) => error!(error = %crate::chain(&e), "cannot restore the faults taken over"),
+        }
+    }
+
     /// Stop: let rounds revert their faults, revert anything left in the journal, flush the outbox.
     async fn stop(&mut self) {
         info!(rounds = self.running.values().filter(|h| !h.is_finished()).count(), "stopping");
@@ -351,7 +418,14 @@ impl Daemon {
         if tokio::time::timeout(ROUNDS_GRACE, rounds).await.is_err() {
             warn!("rounds did not finish in time; reverting from the journal");
         }
-        match self.engine.revert(&RunOptions::default()).await {
+        // This daemon's faults (and orphans): another live agent's holds are that agent's to revert.
+        let mine =
+            self.engine.store().and_then(|s| s.faults_free_for(Some(&self.agent.id), None, self.clock.now()));
+        let reverted = match mine {
+            Ok(faults) => self.engine.revert_faults(faults, &RunOptions::default()).await,
+            Err(e) => Err(e.into()),
+        };
+        match reverted {
             Ok(report) if !report.findings.is_empty() => {
                 info!(reverted = report.findings.len(), "active faults reverted");
                 self.metrics.record_report(&report);
@@ -366,6 +440,9 @@ impl Daemon {
             Ok(Ok(_)) => info!("outbox flushed"),
             Ok(Err(e)) => warn!(error = %crate::chain(&e), "cannot flush the outbox"),
             Err(_) => warn!("outbox flush timed out; the next start delivers the rest"),
+        }
+        if let Err(e) = self.engine.store().and_then(|s| s.agent_stopped(&self.agent, self.clock.now())) {
+            warn!(error = %crate::chain(&e), "cannot record the agent's end");
         }
     }
 }

@@ -14,8 +14,8 @@ use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::outbox::{self, DeliverySummary, Urgency};
-use crate::run::{revert_all, run_once, MetricsHandle, RunContext, RunError, RunOptions};
-use crate::store::{Halt, Store, StoreError};
+use crate::run::{revert_faults, run_once, MetricsHandle, RunContext, RunError, RunOptions};
+use crate::store::{AgentId, AgentKind, Halt, OpenFault, Store, StoreError};
 
 /// How long a halt leaves each fault to the process holding it (which looks for a halt every second)
 /// before reverting it from the journal: a holder that is gone reverts nothing.
@@ -60,6 +60,8 @@ pub struct Engine {
     metrics: Option<Arc<Metrics>>,
     /// The policy file as it is now, for the gate (re-read only when it changed).
     watch: crate::service::PolicyWatch,
+    /// This process as an agent: the owner of the faults its rounds journal.
+    agent: AgentId,
 }
 
 impl Engine {
@@ -72,7 +74,38 @@ impl Engine {
             .map_err(|e| error!(error = %e, "cannot build the HTTP client; messages stay in the outbox"))
             .ok();
         let watch = crate::service::PolicyWatch::new(&policy);
-        Engine { policy, fleet, sinks, poster, clock, metrics: None, watch }
+        let agent = AgentId::this_process(AgentKind::Command);
+        Engine { policy, fleet, sinks, poster, clock, metrics: None, watch, agent }
+    }
+
+    /// The engine of a long-lived agent (`simian daemon`) with this identity: the daemon registers it and
+    /// renews its lease; a one-shot command's engine registers itself around each round.
+    pub fn with_agent(mut self, agent: AgentId) -> Engine {
+        self.agent = agent;
+        self
+    }
+
+    /// This process as an agent.
+    pub fn agent(&self) -> &AgentId {
+        &self.agent
+    }
+
+    /// Runs `work` as this agent: a one-shot command is registered before and gone after (a daemon
+    /// registers itself for its whole life).
+    async fn as_agent<T>(&self, store: &Store, work: impl std::future::Future<Output = T>) -> T {
+        let one_shot = self.agent.kind == AgentKind::Command;
+        if one_shot {
+            if let Err(e) = store.register_agent(&self.agent, self.clock.now()) {
+                warn!(error = %crate::chain(&e), "cannot register as an agent");
+            }
+        }
+        let out = work.await;
+        if one_shot {
+            if let Err(e) = store.agent_stopped(&self.agent, self.clock.now()) {
+                warn!(error = %crate::chain(&e), "cannot record the agent's end");
+            }
+        }
+        out
     }
 
     /// Record Doctor's probe latencies and every report in these metrics.
@@ -156,8 +189,11 @@ impl Engine {
             reload: &reload,
             clock: self.clock.clone(),
             poster: self.poster.as_ref(),
+            agent: Some(&self.agent),
         };
-        let mut report = run_once(&self.policy, &self.options(opts), ctx, &mut store).await?;
+        let agents = self.store()?;
+        let opts = self.options(opts);
+        let mut report = self.as_agent(&agents, run_once(&self.policy, &opts, ctx, &mut store)).await?;
         report.api_calls = self.fleet.api_calls();
         self.prune(&store);
         Ok(report)
@@ -169,6 +205,25 @@ impl Engine {
         if let Err(e) = self.recover_with(&mut store, false).await {
             warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
         }
+        let open = store.open_faults(None)?;
+        self.revert_these(open, opts, &mut store).await
+    }
+
+    /// Restore these faults (found orphaned and taken over, say), whoever owned them.
+    pub async fn revert_faults(
+        &self,
+        faults: Vec<OpenFault>,
+        opts: &RunOptions,
+    ) -> Result<Report, RoundError> {
+        self.revert_these(faults, opts, &mut self.store()?).await
+    }
+
+    async fn revert_these(
+        &self,
+        faults: Vec<OpenFault>,
+        opts: &RunOptions,
+        store: &mut Store,
+    ) -> Result<Report, RoundError> {
         let reload = || self.watch.current();
         // Reverting needs no inventory: the journal holds everything a restore needs.
         let ctx = RunContext {
@@ -177,8 +232,12 @@ impl Engine {
             reload: &reload,
             clock: self.clock.clone(),
             poster: self.poster.as_ref(),
+            agent: Some(&self.agent),
         };
-        let mut report = revert_all(&self.policy, &self.options(opts), ctx, &mut store).await?;
+        let agents = self.store()?;
+        let opts = self.options(opts);
+        let mut report =
+            self.as_agent(&agents, revert_faults(&self.policy, &opts, ctx, store, faults)).await?;
         report.api_calls = self.fleet.api_calls();
         Ok(report)
     }

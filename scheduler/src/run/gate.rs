@@ -150,7 +150,8 @@ impl<A: Actuator> Round<'_, '_, A> {
             Journal::Fault { kind, undo, expires } => {
                 let Some(inst) = inst else { return refused("a fault needs an instance".into()) };
                 let now = self.clock().now();
-                match self.store.journal_fault(&self.run_id, m, kind, inst, undo, now, expires)? {
+                let owner = self.ctx.agent.map(|a| a.id.as_str());
+                match self.store.journal_fault(owner, &self.run_id, m, kind, inst, undo, now, expires)? {
                     Some(id) => Some(id),
                     None => return refused(self.halt_refusal().unwrap_or_else(|| "halted".into())),
                 }

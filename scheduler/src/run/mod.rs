@@ -26,7 +26,7 @@ use tracing::info;
 
 use crate::calendar::Calendar;
 use crate::clock::{Clock, SystemClock};
-use crate::store::{Store, StoreError};
+use crate::store::{AgentId, OpenFault, Store, StoreError};
 
 /// How often a held fault checks the store for a halt (`simian halt` promises every fault reverted within
 /// 30 s; its holder reverts within about this long).
@@ -82,12 +82,15 @@ pub struct RunContext<'a, A: Actuator> {
     pub clock: Arc<dyn Clock>,
     /// Delivers the findings at each flush; `None` = they wait in the outbox for the next delivery.
     pub poster: Option<&'a simian_sinks::http::Poster>,
+    /// The agent this run belongs to: it owns the faults the run journals, and renews its lease while it
+    /// holds them. `None` (tests): faults without an owner.
+    pub agent: Option<&'a AgentId>,
 }
 
 impl<'a, A: Actuator> RunContext<'a, A> {
     /// A context on the system clock that leaves delivery to the outbox's next pass.
     pub fn new(actuator: &'a A, inventory: Result<Arc<[Instance]>, String>, reload: &'a Reload<'a>) -> Self {
-        RunContext { actuator, inventory, reload, clock: Arc::new(SystemClock), poster: None }
+        RunContext { actuator, inventory, reload, clock: Arc::new(SystemClock), poster: None, agent: None }
     }
 }
 
@@ -179,7 +182,8 @@ pub async fn run_once<A: Actuator>(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
     let result = async {
-        let due = round.store.open_faults(Some(round.now))?;
+        let me = round.ctx.agent.map(|a| a.id.as_str());
+        let due = round.store.faults_free_for(me, Some(round.now), round.now)?;
         match mode {
             Mode::Live => round.revert(due, &mut out).await?,
             // A dry run never mutates, not even to undo: it says what `simian revert` would restore.
@@ -209,21 +213,18 @@ pub async fn run_once<A: Actuator>(
     round.finish(seed, out, result).await
 }
 
-/// Revert every fault still open in the journal, now (`simian revert`).
-pub async fn revert_all<A: Actuator>(
+/// Revert these journaled faults now, whatever the mode (`simian revert`, a halt, a takeover).
+pub async fn revert_faults<A: Actuator>(
     policy: &LoadedPolicy,
     opts: &RunOptions,
     ctx: RunContext<'_, A>,
     store: &mut Store,
+    faults: Vec<OpenFault>,
 ) -> Result<Report, RunError> {
     let seed = opts.seed.unwrap_or(0);
     let mut round = Round::begin(policy, opts, &ctx, store, seed, Mode::Live)?;
     let mut out = round.out()?;
-    let result = async {
-        let open = round.store.open_faults(None)?;
-        round.revert(open, &mut out).await
-    }
-    .await;
+    let result = round.revert(faults, &mut out).await;
     round.finish(seed, out, result).await
 }
 
@@ -320,13 +321,21 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
     }
 
     /// Resolves once a halt stands (polled every second); store errors are not a halt (the deadline still
-    /// ends the hold).
+    /// ends the hold). The agent's lease is renewed here too ([`crate::store::LEASE_RENEW`]): a one-shot run holding a fault
+    /// for an hour must not look dead to a daemon.
     async fn halted(&self) {
+        let mut renewed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(HALT_POLL).await;
             if let Ok(Some(h)) = self.store.current_halt() {
                 tracing::warn!(halt = %h, "halt: reverting now");
                 return;
+            }
+            if let Some(me) = self.ctx.agent.filter(|_| renewed.elapsed() >= crate::store::LEASE_RENEW) {
+                renewed = tokio::time::Instant::now();
+                if let Err(e) = self.store.heartbeat(me, self.clock().now()) {
+                    tracing::warn!(error = %crate::chain(&e), "cannot renew the agent's lease");
+                }
             }
         }
     }

@@ -39,6 +39,17 @@ pub(crate) fn planned(fault: &OpenFault) -> Finding {
 }
 
 impl<A: Actuator> Round<'_, '_, A> {
+    /// When this run's agent reverts a fault another agent owned: ` by agent X (taken over from Y)`.
+    fn on_behalf(&self, fault: &OpenFault) -> String {
+        match (self.ctx.agent, fault.owner.as_deref()) {
+            (Some(me), Some(owner)) if owner != me.id => {
+                format!(" by agent {} (taken over from {owner})", me.id)
+            }
+            (Some(me), None) => format!(" by agent {}", me.id),
+            _ => String::new(),
+        }
+    }
+
     /// Restore each fault; failures stay open in the journal for the next run or `simian revert`.
     ///
     /// Reverting always runs, whatever the mode, kill switch or calendar say: undoing a fault is
@@ -64,7 +75,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                     out.push(finding(
                         Outcome::Done,
                         Severity::Info,
-                        format!("{} reverted: {note}", fault.kind),
+                        format!("{} reverted{}: {note}", fault.kind, self.on_behalf(&fault)),
                     ));
                 }
                 Err(e) if instance_gone(&e.0) => {

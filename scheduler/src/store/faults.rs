@@ -72,6 +72,8 @@ pub struct OpenFault {
     pub expires: DateTime<Utc>,
     /// Last revert error, if a revert failed before.
     pub error: Option<String>,
+    /// The agent that owns it (holds it, and reverts it); `None` for faults from before agents.
+    pub owner: Option<String>,
 }
 
 impl Store {
@@ -80,6 +82,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub fn journal_fault(
         &self,
+        owner: Option<&str>,
         run_id: &str,
         monkey: MonkeyName,
         kind: FaultKind,
@@ -90,8 +93,8 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let undo = serde_json::to_string(undo).map_err(|e| self.encode(e))?;
         let sql = format!(
-            "INSERT INTO faults (run_id, monkey, kind, target, instance, grp, zone, undo, state, created_ms, expires_ms)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'intent', ?9, ?10 WHERE {NOT_HALTED}"
+            "INSERT INTO faults (run_id, monkey, kind, target, instance, grp, zone, undo, state, created_ms, expires_ms, owner)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'intent', ?9, ?10, ?11 WHERE {NOT_HALTED}"
         );
         let inserted = self
             .conn
@@ -107,7 +110,8 @@ impl Store {
                     inst.zone,
                     undo,
                     ms(now),
-                    ms(expires)
+                    ms(expires),
+                    owner
                 ],
             )
             .map_err(|e| self.wrap(e))?;
@@ -146,7 +150,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, run_id, monkey, kind, target, instance, grp, zone, undo, state, expires_ms, error
+                "SELECT id, run_id, monkey, kind, target, instance, grp, zone, undo, state, expires_ms, error, owner
                  FROM faults WHERE state IN ('intent', 'active') AND expires_ms <= ?1 ORDER BY id",
             )
             .map_err(|e| self.wrap(e))?;
@@ -178,6 +182,7 @@ impl Store {
                     state,
                     expires: from_ms(r.get(10)?),
                     error: r.get(11)?,
+                    owner: r.get(12)?,
                 }))
             })
             .map_err(|e| self.wrap(e))?;

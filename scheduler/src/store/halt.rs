@@ -106,11 +106,11 @@ fn user_of_uid() -> String {
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests read the real clock
 mod tests {
-    use super::super::tests::inst;
+    use super::super::tests::{inst, isolation};
     use super::*;
-    use crate::store::{Claim, FaultKind};
+    use crate::store::Claim;
     use chrono::TimeDelta;
-    use simian_monkeys::{Mode, MonkeyName, Undo};
+    use simian_monkeys::Mode;
 
     #[test]
     fn who_names_a_user_and_this_host() {
@@ -151,18 +151,15 @@ mod tests {
         assert!(
             matches!(s.claim_kill("r", &inst("web"), now, day).unwrap(), Claim::Halted(h) if h.by == "ops@lab")
         );
-        let undo = Undo::HostsCommand { instance: inst("web") };
-        let fault =
-            s.journal_fault("r", MonkeyName::Gorilla, FaultKind::Isolate, &inst("web"), &undo, now, now);
-        assert!(fault.unwrap().is_none(), "a fault journaled while halted");
+        let fault = isolation(&s, None, "web", now, now);
+        assert!(fault.is_none(), "a fault journaled while halted");
         assert!(s.open_faults(None).unwrap().is_empty());
 
         let lifted = s.resume("ops@lab", now).unwrap();
         assert_eq!(lifted.map(|h| h.reason), Some(Some("game day over".to_string())));
         assert_eq!(s.current_halt().unwrap(), None);
         assert!(matches!(s.claim_kill("r", &inst("web"), now, day).unwrap(), Claim::Granted(_)));
-        let fault =
-            s.journal_fault("r", MonkeyName::Gorilla, FaultKind::Isolate, &inst("web"), &undo, now, now);
-        assert!(fault.unwrap().is_some());
+        let fault = isolation(&s, None, "web", now, now);
+        assert!(fault.is_some());
     }
 }

@@ -1,5 +1,6 @@
 //! The store: one SQLite file (WAL) with versioned migrations; one file per table group below.
 
+mod agents;
 mod faults;
 mod halt;
 mod health;
@@ -8,6 +9,7 @@ mod outbox;
 mod retention;
 mod runs;
 
+pub use agents::{AgentId, AgentKind, AgentRow, LEASE_RENEW, LEASE_TTL};
 pub use faults::{FaultKind, FaultState, OpenFault};
 pub use halt::{who, Halt};
 pub use health::HealthRow;
@@ -175,6 +177,19 @@ const MIGRATIONS: &[&str] = &[
         resumed_ms INTEGER
      );
      CREATE INDEX halts_standing ON halts(resumed_ms);",
+    // 8: agents and fault ownership: every simian process that may hold a fault renews a lease here, each
+    // fault names its owner, and a live agent takes over the faults of one whose lease ran out.
+    "CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        heartbeat_ms INTEGER NOT NULL,
+        stopped_ms INTEGER
+     );
+     ALTER TABLE faults ADD COLUMN owner TEXT;",
 ];
 
 /// An open store.
@@ -270,6 +285,29 @@ pub(super) mod tests {
         }
     }
 
+    /// Journals Chaos Gorilla's isolation of `inst(group)` (owned by `owner`), due at `expires`; `None` when
+    /// the store refused it (a halt).
+    pub(in crate::store) fn isolation(
+        s: &Store,
+        owner: Option<&str>,
+        group: &str,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Option<i64> {
+        let undo = Undo::HostsCommand { instance: inst(group) };
+        s.journal_fault(
+            owner,
+            "r",
+            MonkeyName::Gorilla,
+            FaultKind::Isolate,
+            &inst(group),
+            &undo,
+            now,
+            expires,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn migrates_once_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
@@ -337,30 +375,8 @@ pub(super) mod tests {
         let now = Utc::now();
         s.begin_run("r", 1, Mode::Live, now).unwrap();
         let undo = Undo::HostsCommand { instance: inst("web") };
-        let a = s
-            .journal_fault(
-                "r",
-                MonkeyName::Gorilla,
-                FaultKind::Isolate,
-                &inst("web"),
-                &undo,
-                now,
-                now + TimeDelta::minutes(30),
-            )
-            .unwrap()
-            .expect("not halted");
-        let b = s
-            .journal_fault(
-                "r",
-                MonkeyName::Gorilla,
-                FaultKind::Isolate,
-                &inst("api"),
-                &undo,
-                now,
-                now - TimeDelta::minutes(1),
-            )
-            .unwrap()
-            .expect("not halted");
+        let a = isolation(&s, None, "web", now, now + TimeDelta::minutes(30)).expect("not halted");
+        let b = isolation(&s, None, "api", now, now - TimeDelta::minutes(1)).expect("not halted");
         s.fault_applied(a).unwrap();
         let all = s.open_faults(None).unwrap();
         assert_eq!(

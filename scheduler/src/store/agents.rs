@@ -1,0 +1,265 @@
+//! Agents: every simian process that may hold a fault registers here and renews its lease (a heartbeat);
+//! each journaled fault names its owning agent, and a live agent takes over the faults of one whose lease
+//! has run out, so no fault outlives the process that made it.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rusqlite::params;
+
+use super::{from_ms, ms, OpenFault, Store, StoreError};
+
+/// How often an agent renews its lease.
+pub const LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+/// A lease not renewed for this long has run out: its agent is taken for dead.
+pub const LEASE_TTL: TimeDelta = TimeDelta::seconds(30);
+
+/// What an agent is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentKind {
+    /// `simian daemon`: fires monkeys, takes over orphaned faults.
+    Daemon,
+    /// A one-shot command (`simian run`, `revert`, `halt`).
+    Command,
+}
+
+impl AgentKind {
+    /// Its name in the store and in `simian agents`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Daemon => "daemon",
+            AgentKind::Command => "command",
+        }
+    }
+
+    fn parse(s: &str) -> AgentKind {
+        match s {
+            "daemon" => AgentKind::Daemon,
+            _ => AgentKind::Command,
+        }
+    }
+}
+
+/// This process as an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentId {
+    /// `host:pid:nonce`, unique per process start.
+    pub id: String,
+    /// The machine.
+    pub host: String,
+    /// The process.
+    pub pid: u32,
+    /// What it is.
+    pub kind: AgentKind,
+}
+
+impl AgentId {
+    /// This process, as an agent of `kind`.
+    pub fn this_process(kind: AgentKind) -> AgentId {
+        AgentId { id: super::owner_id(), host: super::host_name(), pid: std::process::id(), kind }
+    }
+}
+
+/// One agent as `simian agents` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AgentRow {
+    /// Its id.
+    pub agent: String,
+    /// Its machine.
+    pub host: String,
+    /// Its process.
+    pub pid: u32,
+    /// The simian version it runs.
+    pub version: String,
+    /// `daemon` or `command`.
+    pub kind: AgentKind,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Its last lease renewal.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Faults it owns that are not reverted yet.
+    pub active_faults: i64,
+}
+
+/// Whether process `pid` exists on this machine.
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl Store {
+    /// Registers (or re-registers) this process as an agent, its lease starting now.
+    pub fn register_agent(&self, me: &AgentId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO agents (id, host, pid, version, kind, started_ms, heartbeat_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_ms = ?6, stopped_ms = NULL",
+                params![me.id, me.host, me.pid, env!("CARGO_PKG_VERSION"), me.kind.as_str(), ms(now)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Renews this agent's lease.
+    pub fn heartbeat(&self, me: &AgentId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.register_agent(me, now)
+    }
+
+    /// This agent stops: its lease ends now (its faults, if any are left, go to another agent at once).
+    pub fn agent_stopped(&self, me: &AgentId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE agents SET stopped_ms = ?2 WHERE id = ?1", params![me.id, ms(now)])
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// The agents whose lease is live at `now`, oldest first, with the faults each owns.
+    pub fn agents(&self, now: DateTime<Utc>) -> Result<Vec<AgentRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.id, a.host, a.pid, a.version, a.kind, a.started_ms, a.heartbeat_ms,
+                        (SELECT COUNT(*) FROM faults f WHERE f.owner = a.id AND f.state IN ('intent', 'active'))
+                 FROM agents a WHERE a.stopped_ms IS NULL AND a.heartbeat_ms >= ?1 ORDER BY a.started_ms, a.id",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map(params![ms(now - LEASE_TTL)], |r| {
+                Ok(AgentRow {
+                    agent: r.get(0)?,
+                    host: r.get(1)?,
+                    pid: r.get(2)?,
+                    version: r.get(3)?,
+                    kind: AgentKind::parse(&r.get::<_, String>(4)?),
+                    started_at: from_ms(r.get(5)?),
+                    heartbeat_at: from_ms(r.get(6)?),
+                    active_faults: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.wrap(e))?;
+        let rows: Vec<AgentRow> = rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))?;
+        // An agent on this machine whose process is gone (SIGKILL, OOM) is dead now, not in 30 s.
+        let here = super::host_name();
+        Ok(rows.into_iter().filter(|a| a.host != here || process_exists(a.pid)).collect())
+    }
+
+    /// Open faults whose owner's lease has run out (or that never had an owner, from before agents), for a
+    /// live agent to take over.
+    pub fn orphaned_faults(&self, now: DateTime<Utc>) -> Result<Vec<OpenFault>, StoreError> {
+        self.faults_free_for(None, None, now)
+    }
+
+    /// Open faults (due by `due_by`, if given) that no *other* agent with a live lease holds: this agent's
+    /// own (`me`), those without an owner, and those whose owner's lease ran out. What a round, a stopping
+    /// daemon or a revert may restore without pulling a fault from under its live holder.
+    pub fn faults_free_for(
+        &self,
+        me: Option<&str>,
+        due_by: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OpenFault>, StoreError> {
+        let live: std::collections::BTreeSet<String> =
+            self.agents(now)?.into_iter().map(|a| a.agent).collect();
+        Ok(self
+            .open_faults(due_by)?
+            .into_iter()
+            .filter(|f| match f.owner.as_deref() {
+                None => true,
+                Some(owner) => Some(owner) == me || !live.contains(owner),
+            })
+            .collect())
+    }
+
+    /// Takes fault `id` over from `from` (its owner when it was found orphaned): true when this agent now
+    /// owns it — false when another agent was quicker, or it was reverted meanwhile.
+    pub fn take_over(&self, id: i64, from: Option<&str>, me: &AgentId) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE faults SET owner = ?3 WHERE id = ?1 AND owner IS ?2 AND state IN ('intent', 'active')",
+                params![id, from, me.id],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.wrap(e))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read the real clock
+mod tests {
+    use super::super::tests::isolation;
+    use super::*;
+    use simian_monkeys::Mode;
+
+    fn agent(id: &str, kind: AgentKind) -> AgentId {
+        AgentId { id: id.into(), host: "lab".into(), pid: 1, kind }
+    }
+
+    #[test]
+    fn a_lease_runs_out_and_another_agent_takes_the_faults_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let t0 = Utc::now();
+        let (a, b, c) =
+            (agent("a", AgentKind::Daemon), agent("b", AgentKind::Daemon), agent("c", AgentKind::Command));
+        for x in [&a, &b, &c] {
+            s.register_agent(x, t0).unwrap();
+        }
+        s.begin_run("r", 1, Mode::Live, t0).unwrap();
+        let end = t0 + TimeDelta::minutes(5);
+        let fa = isolation(&s, Some("a"), "web", t0, end).unwrap();
+        let legacy = isolation(&s, None, "api", t0, end);
+        let rows = s.agents(t0).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| (r.agent.as_str(), r.active_faults)).collect::<Vec<_>>(),
+            [("a", 1), ("b", 0), ("c", 0)]
+        );
+        assert_eq!(rows[2].kind, AgentKind::Command);
+        // Live: only the ownerless fault is anyone's to take; a's is a's.
+        assert_eq!(
+            s.orphaned_faults(t0).unwrap().iter().map(|f| f.id).collect::<Vec<_>>(),
+            [legacy.unwrap()]
+        );
+        assert_eq!(s.faults_free_for(Some("b"), None, t0).unwrap().len(), 1);
+        assert_eq!(s.faults_free_for(Some("a"), None, t0).unwrap().len(), 2);
+
+        // c stops; b renews; a goes silent for longer than the lease.
+        s.agent_stopped(&c, t0).unwrap();
+        let later = t0 + LEASE_TTL + TimeDelta::seconds(1);
+        s.heartbeat(&b, later).unwrap();
+        assert_eq!(s.agents(later).unwrap().iter().map(|r| r.agent.as_str()).collect::<Vec<_>>(), ["b"]);
+        let orphans = s.orphaned_faults(later).unwrap();
+        let of_a = orphans.iter().find(|f| f.id == fa).expect("a's fault is orphaned");
+        assert_eq!(of_a.owner.as_deref(), Some("a"));
+        assert_eq!(of_a.expires, from_ms(ms(end)), "the planned end comes with it");
+        // Two agents race for it: one wins.
+        assert!(s.take_over(fa, Some("a"), &b).unwrap());
+        assert!(!s.take_over(fa, Some("a"), &c).unwrap(), "taken twice");
+        assert_eq!(s.agents(later).unwrap()[0].active_faults, 1);
+        assert!(s.orphaned_faults(later).unwrap().iter().all(|f| f.id != fa));
+        // Reverted meanwhile: nothing to take.
+        s.fault_reverted(fa, later, None).unwrap();
+        assert!(!s.take_over(fa, Some("b"), &c).unwrap());
+        // a comes back (a restart with the same id would re-register): its lease is live again.
+        s.register_agent(&a, later).unwrap();
+        assert_eq!(s.agents(later).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_agent_of_this_machine_whose_process_is_gone_is_dead_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let now = Utc::now();
+        let dead = AgentId {
+            id: "dead".into(),
+            host: crate::store::host_name(),
+            pid: gone,
+            kind: AgentKind::Command,
+        };
+        let me = AgentId::this_process(AgentKind::Command);
+        s.register_agent(&dead, now).unwrap();
+        s.register_agent(&me, now).unwrap();
+        let ids: Vec<String> = s.agents(now).unwrap().into_iter().map(|a| a.agent).collect();
+        assert_eq!(ids, std::slice::from_ref(&me.id));
+    }
+}
