@@ -389,3 +389,46 @@ fn a_live_daemon_takes_over_the_faults_of_a_killed_one_and_restores_them_at_thei
         assert!(m.contains(&format!("by agent {id_b} (taken over from {id_a})")), "{m}");
     }
 }
+
+#[test]
+fn three_daemons_on_one_store_run_each_fire_once_and_kill_once_per_group() {
+    const GROUPS3: &[Spec] = &[
+        ("web-1", "web", "a", true),
+        ("web-2", "web", "b", true),
+        ("api-1", "api", "a", true),
+        ("api-2", "api", "b", true),
+        ("jobs-1", "jobs", "a", true),
+        ("jobs-2", "jobs", "b", true),
+    ];
+    let mut fleet = Fleet::start(GROUPS3);
+    let rx = Receiver::start();
+    let pol = fleet.write_policy(
+        GROUPS3,
+        "name: lab\nsinks:\n  - type: log\n",
+        "    probability: 1.0\n    min_time_between_kills: 1h\n",
+        KILL,
+    );
+    let daemons: Vec<Daemon> = (0..3).map(|_| Daemon::start(&pol, &rx)).collect();
+    assert_eq!(agents(&pol).len(), 3);
+    // Two fires: the first kills one instance per group, the second none (1 h between kills).
+    let fired = |d: &[Daemon]| d.iter().map(|d| d.log().matches("firing").count()).sum::<usize>();
+    let deadline = Instant::now() + Duration::from_secs(secs_to_next_minute() + 75);
+    while fired(&daemons) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let logs: Vec<String> = daemons.iter().map(Daemon::log).collect();
+    assert_eq!(fired(&daemons), 2, "two fires, each run once:\n{}", logs.join("\n----\n"));
+    let taken: usize = logs.iter().map(|l| l.matches("this fire was taken by another agent").count()).sum();
+    assert_eq!(taken, 4, "the other two agents stood back at each fire:\n{}", logs.join("\n----\n"));
+    let dead: Vec<&str> = GROUPS3.iter().map(|s| s.0).filter(|id| fleet.dead(id)).collect();
+    let groups: std::collections::BTreeSet<&str> =
+        dead.iter().map(|id| id.split('-').next().unwrap()).collect();
+    assert_eq!((dead.len(), groups.len()), (3, 3), "one kill per group: {dead:?}");
+    // In the store: two fires, each claimed by one agent and run as one round.
+    let db = rusqlite::Connection::open(fleet.dir.path().join("simian.db")).unwrap();
+    let fires: i64 =
+        db.query_row("SELECT COUNT(*) FROM fires WHERE monkey = 'chaos'", [], |r| r.get(0)).unwrap();
+    let runs: i64 = db.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0)).unwrap();
+    assert_eq!((fires, runs), (2, 2));
+}

@@ -225,13 +225,35 @@ impl Daemon {
         let cal = Calendar::new(self.policy.tz, self.policy.calendar.clone());
         for m in due {
             // Fires missed while the machine slept are skipped, not caught up.
-            match self.policy.schedules.get(&m).and_then(|c| cal.next_fires(c, now, 1).first().copied()) {
+            let scheduled = match self
+                .policy
+                .schedules
+                .get(&m)
+                .and_then(|c| cal.next_fires(c, now, 1).first().copied())
+            {
                 Some(at) => self.next.insert(m, at.with_timezone(&Utc)),
                 None => self.next.remove(&m),
             };
             if self.running.get(&m).is_some_and(|h| !h.is_finished()) {
                 warn!(monkey = %m, "previous round still running; skipping this fire");
                 continue;
+            }
+            // Each fire runs on one agent of those sharing the store; nothing runs if the claim cannot be made.
+            let Some(at) = scheduled else { continue };
+            let claim = self
+                .engine
+                .store()
+                .and_then(|s| s.claim_fire(&self.policy.name, m.as_str(), at, &self.agent, self.clock.now()));
+            match claim {
+                Ok(None) => {}
+                Ok(Some(other)) => {
+                    info!(monkey = %m, at = %at, agent = %other, "this fire was taken by another agent");
+                    continue;
+                }
+                Err(e) => {
+                    error!(monkey = %m, error = %crate::chain(&e), "cannot claim this fire in the store; not firing");
+                    continue;
+                }
             }
             info!(monkey = %m, "firing");
             let task = self.round(m);

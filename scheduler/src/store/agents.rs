@@ -168,6 +168,37 @@ impl Store {
             .collect())
     }
 
+    /// Claims the cron fire of `monkey` at `at` for policy `policy`: `None` when this agent runs it,
+    /// else the agent that claimed it first (every agent computes the same fire times from the same policy).
+    pub fn claim_fire(
+        &self,
+        policy: &str,
+        monkey: &str,
+        at: DateTime<Utc>,
+        me: &AgentId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT INTO fires (policy, monkey, at_ms, agent, claimed_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (policy, monkey, at_ms) DO NOTHING",
+                params![policy, monkey, ms(at), me.id, ms(now)],
+            )
+            .map_err(|e| self.wrap(e))?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT agent FROM fires WHERE policy = ?1 AND monkey = ?2 AND at_ms = ?3",
+                params![policy, monkey, ms(at)],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .map_err(|e| self.wrap(e))
+    }
+
     /// Takes fault `id` over from `from` (its owner when it was found orphaned): true when this agent now
     /// owns it — false when another agent was quicker, or it was reverted meanwhile.
     pub fn take_over(&self, id: i64, from: Option<&str>, me: &AgentId) -> Result<bool, StoreError> {
@@ -261,5 +292,56 @@ mod tests {
         s.register_agent(&me, now).unwrap();
         let ids: Vec<String> = s.agents(now).unwrap().into_iter().map(|a| a.agent).collect();
         assert_eq!(ids, std::slice::from_ref(&me.id));
+    }
+
+    #[test]
+    fn one_agent_wins_each_fire() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let at = Utc::now();
+        let winners: Vec<String> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..6)
+                .map(|i| {
+                    let p = &p;
+                    sc.spawn(move || {
+                        let me = agent(&format!("agent-{i}"), AgentKind::Daemon);
+                        let s = Store::open(p).unwrap();
+                        match s.claim_fire("lab", "chaos", at, &me, at).unwrap() {
+                            None => me.id,
+                            Some(other) => other,
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // Everyone agrees on the one winner.
+        assert!(winners.iter().all(|w| w == &winners[0]), "{winners:?}");
+        let s = Store::open(&p).unwrap();
+        let late = agent("late", AgentKind::Daemon);
+        assert_eq!(s.claim_fire("lab", "chaos", at, &late, at).unwrap(), Some(winners[0].clone()));
+        // Another monkey, time or policy is another fire.
+        assert_eq!(s.claim_fire("lab", "gorilla", at, &late, at).unwrap(), None);
+        assert_eq!(s.claim_fire("lab", "chaos", at + TimeDelta::minutes(1), &late, at).unwrap(), None);
+        assert_eq!(s.claim_fire("other", "chaos", at, &late, at).unwrap(), None);
+    }
+
+    #[test]
+    fn retention_drops_old_fire_claims_and_dead_agents_without_faults() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let t0 = Utc::now() - TimeDelta::days(100);
+        let (old, holder) = (agent("old", AgentKind::Daemon), agent("holder", AgentKind::Daemon));
+        s.register_agent(&old, t0).unwrap();
+        s.register_agent(&holder, t0).unwrap();
+        s.begin_run("r", 1, Mode::Live, t0).unwrap();
+        isolation(&s, Some("holder"), "web", t0, t0).unwrap();
+        s.claim_fire("lab", "chaos", t0, &old, t0).unwrap();
+        s.prune(t0 + TimeDelta::days(10)).unwrap();
+        let count = |sql: &str| -> i64 { s.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT COUNT(*) FROM fires"), 0);
+        // The agent owning an open fault stays: its fault still needs an owner to take it from.
+        assert_eq!(count("SELECT COUNT(*) FROM agents WHERE id = 'holder'"), 1);
+        assert_eq!(count("SELECT COUNT(*) FROM agents WHERE id = 'old'"), 0);
     }
 }

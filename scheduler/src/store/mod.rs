@@ -190,6 +190,15 @@ const MIGRATIONS: &[&str] = &[
         stopped_ms INTEGER
      );
      ALTER TABLE faults ADD COLUMN owner TEXT;",
+    // 9: cron fires claimed across agents: the first agent to claim (policy, monkey, scheduled time) runs it.
+    "CREATE TABLE fires (
+        policy TEXT NOT NULL,
+        monkey TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        claimed_ms INTEGER NOT NULL,
+        PRIMARY KEY (policy, monkey, at_ms)
+     );",
 ];
 
 /// An open store.

@@ -54,6 +54,14 @@ const STATEMENTS: &[(Counted, &str)] = &[
             SELECT id FROM faults WHERE state = 'reverted' AND created_ms < ?1 LIMIT ?2)",
     ),
     (Counted::Not, "DELETE FROM health WHERE rowid IN (SELECT rowid FROM health WHERE updated_ms < ?1 LIMIT ?2)"),
+    (Counted::Not, "DELETE FROM fires WHERE rowid IN (SELECT rowid FROM fires WHERE at_ms < ?1 LIMIT ?2)"),
+    (
+        Counted::Not,
+        "DELETE FROM agents WHERE rowid IN (
+            SELECT a.rowid FROM agents a WHERE a.heartbeat_ms < ?1
+            AND NOT EXISTS (SELECT 1 FROM faults f WHERE f.owner = a.id AND f.state IN ('intent', 'active'))
+            LIMIT ?2)",
+    ),
     (
         Counted::Runs,
         "DELETE FROM runs WHERE id IN (
