@@ -13,6 +13,7 @@
 #![allow(clippy::disallowed_methods)]
 #![forbid(unsafe_code)]
 
+pub mod postgres;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod receiver;
