@@ -432,3 +432,44 @@ fn three_daemons_on_one_store_run_each_fire_once_and_kill_once_per_group() {
     let runs: i64 = db.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0)).unwrap();
     assert_eq!((fires, runs), (2, 2));
 }
+
+#[test]
+fn with_its_store_unreachable_the_daemon_says_so_and_fires_nothing_until_it_is_back() {
+    let mut fleet = Fleet::start(SPEC);
+    let rx = Receiver::start();
+    let pol = fleet.write_policy(SPEC, "name: lab\n", "    probability: 1.0\n", KILL);
+    let d = Daemon::start(&pol, &rx);
+    let (status, body) = d.get("/healthz");
+    assert_eq!(status, 200);
+    assert!(body.contains("\nstore: up\n"), "{body}");
+
+    // The store's file becomes a folder: nothing can open it.
+    let db = fleet.dir.path().join("simian.db");
+    let aside = fleet.dir.path().join("simian.db.aside");
+    std::fs::rename(&db, &aside).unwrap();
+    std::fs::create_dir(&db).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !d.get("/healthz").1.contains("store: down since") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = d.get("/healthz");
+    assert_eq!(status, 200, "a down store is reported, not a reason to restart the daemon: {body}");
+    assert!(body.contains("store: down since"), "{body}");
+    let (_, metrics) = d.get("/metrics");
+    assert!(metrics.contains("\nsimian_store_up 0\n"), "{metrics}");
+    // The next fire cannot be claimed: nothing is killed.
+    assert!(d.wait_log("not firing", secs_to_next_minute() + 15), "{}", d.log());
+    for (id, ..) in SPEC {
+        assert!(fleet.alive(id), "{id} killed while the store was down");
+    }
+
+    std::fs::remove_dir(&db).unwrap();
+    std::fs::rename(&aside, &db).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !d.get("/healthz").1.contains("\nstore: up\n") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d.get("/healthz").1.contains("\nstore: up\n"), "{}", d.log());
+    let (_, metrics) = d.get("/metrics");
+    assert!(metrics.contains("\nsimian_store_up 1\n"), "{metrics}");
+}

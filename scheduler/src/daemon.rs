@@ -102,6 +102,8 @@ struct Daemon {
     agent: AgentId,
     /// Faults taken over from agents whose lease ran out, restored here at their planned end.
     adopted: Vec<OpenFault>,
+    /// Whether the store answered the last lease renewal (for `/healthz` and `simian_store_up`).
+    store_health: Arc<crate::http::StoreHealth>,
 }
 
 async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), DaemonError> {
@@ -109,6 +111,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
     let metrics = Arc::new(service::seeded_metrics(&store)?);
     drop(store);
     let heartbeat = Arc::new(AtomicI64::new(opts.clock.now().timestamp()));
+    let store_health = Arc::new(crate::http::StoreHealth::default());
     if let Some(addr) = opts.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -118,8 +121,9 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         if let Some(f) = opts.on_listen.take() {
             f(bound);
         }
-        let state =
+        let mut state =
             HttpState::new(metrics.clone(), heartbeat.clone(), opts.clock.clone(), policy.store_path.clone());
+        state.store = store_health.clone();
         let cap = crate::http::connection_cap();
         tokio::spawn(crate::http::serve(listener, Arc::new(state), cap, opts.shutdown.clone()));
     }
@@ -149,6 +153,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         halt_reverted: None,
         agent,
         adopted: Vec::new(),
+        store_health,
     };
     d.plan_next(d.clock.now());
     info!(policy = %d.policy.name, monkeys = d.next.len(), "daemon started");
@@ -390,13 +395,19 @@ impl Daemon {
     /// a halt, say) is dropped from the list.
     async fn tend_leases(&mut self) {
         let now = self.clock.now();
-        let store = match self.engine.store() {
-            Ok(s) => s,
-            Err(e) => return warn!(error = %crate::chain(&e), "cannot open the store to renew the lease"),
+        let renewed = self.engine.store().and_then(|s| s.heartbeat(&self.agent, now).map(|()| s));
+        let store = match renewed {
+            Ok(s) => {
+                self.store_health.up();
+                self.metrics.set_store_up(true);
+                s
+            }
+            Err(e) => {
+                self.store_health.down(now, crate::chain(&e));
+                self.metrics.set_store_up(false);
+                return;
+            }
         };
-        if let Err(e) = store.heartbeat(&self.agent, now) {
-            warn!(error = %crate::chain(&e), "cannot renew the agent's lease");
-        }
         match store.orphaned_faults(now) {
             Ok(orphans) => {
                 for f in orphans {

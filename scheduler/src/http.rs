@@ -46,6 +46,50 @@ pub struct HttpState {
     pub store_path: PathBuf,
     /// A gauge refresh is running (others serve the last values instead of queueing on the store).
     refreshing: Arc<AtomicBool>,
+    /// Whether the loop's last use of the store succeeded (`/healthz` says so without touching the store).
+    pub store: Arc<StoreHealth>,
+}
+
+/// Whether the store answers, as the daemon's loop last found it.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    /// Since when, and why, it does not (`None`: it does).
+    down: std::sync::Mutex<Option<(chrono::DateTime<chrono::Utc>, String)>>,
+}
+
+impl StoreHealth {
+    /// The store answered.
+    pub fn up(&self) {
+        if let Ok(mut d) = self.down.lock() {
+            if d.take().is_some() {
+                info!("the store answers again");
+            }
+        }
+    }
+
+    /// The store failed at `now` with `error` (the first failure's time is kept while it lasts).
+    pub fn down(&self, now: chrono::DateTime<chrono::Utc>, error: String) {
+        if let Ok(mut d) = self.down.lock() {
+            if d.is_none() {
+                warn!(error = %error, "the store is unreachable: no new actions until it is back");
+            }
+            let since = d.as_ref().map_or(now, |(t, _)| *t);
+            *d = Some((since, error));
+        }
+    }
+
+    /// `store: up`, or `store: down since …: error`.
+    pub fn describe(&self) -> String {
+        match self.down.lock().ok().and_then(|d| d.clone()) {
+            None => "store: up".into(),
+            Some((since, e)) => format!("store: down since {}: {e}", since.to_rfc3339()),
+        }
+    }
+
+    /// Whether the store answers.
+    pub fn is_up(&self) -> bool {
+        self.down.lock().map(|d| d.is_none()).unwrap_or(false)
+    }
 }
 
 impl HttpState {
@@ -56,7 +100,14 @@ impl HttpState {
         clock: Arc<dyn Clock>,
         store_path: PathBuf,
     ) -> Self {
-        HttpState { metrics, heartbeat, clock, store_path, refreshing: Arc::new(AtomicBool::new(false)) }
+        HttpState {
+            metrics,
+            heartbeat,
+            clock,
+            store_path,
+            refreshing: Arc::new(AtomicBool::new(false)),
+            store: Arc::new(StoreHealth::default()),
+        }
     }
 }
 
@@ -153,17 +204,21 @@ async fn handle<B>(req: &Request<B>, state: &HttpState) -> Response<Full<Bytes>>
     match (req.method(), req.uri().path()) {
         (&hyper::Method::GET, "/metrics") => {
             refresh_gauges(state).await;
+            state.metrics.set_store_up(state.store.is_up());
             reply(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, state.metrics.encode())
         }
         (&hyper::Method::GET, "/healthz") => {
             let age = state.clock.now().timestamp() - state.heartbeat.load(Ordering::Relaxed);
+            // The store's state is reported, not failed on: a daemon whose store is down still reverts what
+            // it holds, and restarting it (a failing liveness probe) would only lose that.
+            let store = state.store.describe();
             if age <= STALE_AFTER_SECS {
-                reply(StatusCode::OK, "text/plain", "ok\n".into())
+                reply(StatusCode::OK, "text/plain", format!("ok\n{store}\n"))
             } else {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    format!("scheduler loop stalled for {age}s\n"),
+                    format!("scheduler loop stalled for {age}s\n{store}\n"),
                 )
             }
         }

@@ -86,6 +86,7 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     unhealthy: Gauge,
     halted: Gauge,
+    store_up: Gauge,
     active_faults: Family<MonkeyLabel, Gauge>,
     /// Monkeys `set_active_faults` ever named beyond [`MonkeyName::ALL`] (reset to 0 when no longer listed).
     extra_fault_monkeys: Mutex<BTreeSet<String>>,
@@ -114,6 +115,13 @@ impl Metrics {
             "simian_unhealthy_instances",
             "Instances Doctor Monkey currently finds unhealthy",
             unhealthy.clone(),
+        );
+        let store_up = Gauge::default();
+        store_up.set(1);
+        registry.register(
+            "simian_store_up",
+            "1 while the daemon's last use of its store succeeded; 0 while the store is unreachable (nothing acts)",
+            store_up.clone(),
         );
         let halted = Gauge::default();
         registry.register(
@@ -177,6 +185,7 @@ impl Metrics {
             actions,
             unhealthy,
             halted,
+            store_up,
             active_faults,
             extra_fault_monkeys: Mutex::new(BTreeSet::new()),
             outbox_pending,
@@ -249,6 +258,11 @@ impl Metrics {
     /// Observes one Doctor probe's duration.
     pub fn observe_probe(&self, seconds: f64) {
         self.probe_seconds.observe(seconds);
+    }
+
+    /// Sets whether the store answers.
+    pub fn set_store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
     }
 
     /// Sets whether a halt stands.
@@ -567,6 +581,7 @@ mod tests {
             ("simian_actions", "counter"),
             ("simian_unhealthy_instances", "gauge"),
             ("simian_halted", "gauge"),
+            ("simian_store_up", "gauge"),
             ("simian_active_faults", "gauge"),
             ("simian_outbox_pending", "gauge"),
             ("simian_last_run_timestamp_seconds", "gauge"),
