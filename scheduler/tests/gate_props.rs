@@ -23,11 +23,19 @@ struct Recorder {
     on_first_mutation: Option<PathBuf>,
     /// The store in which the first mutation records a halt (`simian halt` from another terminal), if set.
     halt_on_first_mutation: Option<PathBuf>,
+    /// Breaks this store's fault journal (drops the table) at the first call named here: the store failing
+    /// mid-round.
+    break_journal_at: Option<(&'static str, PathBuf)>,
 }
 
 impl Recorder {
     fn record(&self, what: &str, inst: &Instance) {
         let mut calls = self.calls.lock().unwrap();
+        if let Some((at, store)) = &self.break_journal_at {
+            if what == *at && !calls.iter().any(|(w, _)| w == at) {
+                rusqlite::Connection::open(store).unwrap().execute_batch("DROP TABLE faults").unwrap();
+            }
+        }
         let mutating = matches!(what, "terminate" | "isolate" | "netem");
         if mutating && !calls.iter().any(|(w, _)| matches!(w.as_str(), "terminate" | "isolate" | "netem")) {
             if let Some(p) = &self.on_first_mutation {
@@ -205,6 +213,39 @@ fn policy_text(hosts: &[Host], m: Monkey, live: bool, override_opt_in: bool, por
     s
 }
 
+/// Gorilla isolates the hosts of zone z0 (three groups, one host each) for 1 s while the store's fault
+/// journal breaks at the first call `at`: every isolation made is still restored.
+fn isolations_are_restored_when_the_journal_breaks_at(
+    at: &'static str,
+) -> Result<simian_monkeys::Report, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: Vec<Host> =
+        (0..3).map(|g| Host { group: g, zone: 0, opted: true, exempt: false, canary: false }).collect();
+    let text = policy_text(&hosts, Monkey::GorillaIsolate, true, false, 0);
+    let rec = Recorder { break_journal_at: Some((at, dir.path().join("simian.db"))), ..Recorder::default() };
+    let report = try_live_round(dir.path(), &text, &rec);
+    let calls = rec.calls.lock().unwrap().clone();
+    let count = |w: &str| calls.iter().filter(|(c, _)| c == w).count();
+    assert!(count("isolate") >= 1, "{calls:?}");
+    assert_eq!(count("restore"), count("isolate"), "an isolation was left in place: {calls:?}");
+    report
+}
+
+#[test]
+fn a_journal_that_breaks_mid_revert_does_not_stop_the_other_restores() {
+    let report = isolations_are_restored_when_the_journal_breaks_at("restore").expect("the round ends");
+    let unrecorded =
+        report.findings.iter().filter(|f| f.message.contains("not recorded in the journal")).count();
+    assert_eq!(unrecorded, 3, "{:?}", report.findings);
+}
+
+#[test]
+fn a_round_whose_journal_breaks_mid_round_restores_what_it_did_from_memory() {
+    // After the first isolation the journal is gone: the next claim fails the round, which still restores.
+    let failed = isolations_are_restored_when_the_journal_breaks_at("isolate");
+    assert!(failed.is_err(), "the round should fail with its store: {failed:?}");
+}
+
 /// When the tests' halts are made (only shown in messages).
 fn halt_time() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::UNIX_EPOCH
@@ -212,6 +253,15 @@ fn halt_time() -> chrono::DateTime<chrono::Utc> {
 
 /// One live round (seed 1) of `text` with `rec` as the actuator, on the paused clock.
 fn live_round(dir: &std::path::Path, text: &str, rec: &Recorder) -> simian_monkeys::Report {
+    try_live_round(dir, text, rec).unwrap()
+}
+
+/// [`live_round`], its error as text.
+fn try_live_round(
+    dir: &std::path::Path,
+    text: &str,
+    rec: &Recorder,
+) -> Result<simian_monkeys::Report, String> {
     let load = || simian_config::load_str("p.yaml", text, dir, &|_| None).map_err(|e| e.to_string());
     let policy = load().unwrap();
     let fresh = || load().map(|p| std::sync::Arc::new(simian_scheduler::service::Fresh::new(p)));
@@ -220,7 +270,8 @@ fn live_round(dir: &std::path::Path, text: &str, rec: &Recorder) -> simian_monke
     let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
     let mut store = Store::open(&policy.store_path).unwrap();
     let opts = RunOptions { seed: Some(1), ..Default::default() };
-    rt.block_on(run_once(&policy, &opts, RunContext::new(rec, inventory, &fresh), &mut store)).unwrap()
+    rt.block_on(run_once(&policy, &opts, RunContext::new(rec, inventory, &fresh), &mut store))
+        .map_err(|e| e.to_string())
 }
 
 fn eligible(h: &Host) -> bool {

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use super::{effective_mode, opt_in_for, run_guard, Round, RunError};
 use crate::service::Fresh;
-use crate::store::{Claim, FaultKind};
+use crate::store::{Claim, FaultKind, FaultState, OpenFault};
 
 /// What the action will journal, claimed by the gate in the store.
 pub(crate) enum Journal<'u> {
@@ -152,7 +152,24 @@ impl<A: Actuator> Round<'_, '_, A> {
                 let now = self.clock().now();
                 let owner = self.ctx.agent.map(|a| a.id.as_str());
                 match self.store.journal_fault(owner, &self.run_id, m, kind, inst, undo, now, expires)? {
-                    Some(id) => Some(id),
+                    Some(id) => {
+                        self.held.push(OpenFault {
+                            id,
+                            run_id: self.run_id.clone(),
+                            monkey: m,
+                            kind,
+                            target: inst.target.clone(),
+                            instance: inst.id.clone(),
+                            group: Some(inst.group.clone()),
+                            zone: inst.zone.clone(),
+                            undo: undo.clone(),
+                            state: FaultState::Intent,
+                            expires,
+                            error: None,
+                            owner: owner.map(str::to_string),
+                        });
+                        Some(id)
+                    }
                     None => return refused(self.halt_refusal().unwrap_or_else(|| "halted".into())),
                 }
             }

@@ -210,6 +210,12 @@ pub async fn run_once<A: Actuator>(
         Ok::<(), RunError>(())
     }
     .await;
+    // A round that failed midway (its store broke, say) still undoes the faults it put in place.
+    if result.is_err() && !round.held.is_empty() {
+        if let Err(e) = round.revert_mine(&mut out).await {
+            tracing::error!(error = %crate::chain(&e), "cannot revert the faults of a failed round");
+        }
+    }
     round.finish(seed, out, result).await
 }
 
@@ -248,6 +254,9 @@ pub(crate) struct Round<'a, 'c, A: Actuator> {
     experiment: Option<simian_probes::Experiment>,
     /// Every experiment of this run, for the report.
     experiments: Vec<simian_monkeys::experiment::Experiment>,
+    /// The faults this run journaled and has not reverted: held in memory too, so they are restored at
+    /// their end even when the store stops answering meanwhile.
+    held: Vec<OpenFault>,
 }
 
 impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
@@ -277,6 +286,7 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
             abort_reported: false,
             experiment: None,
             experiments: Vec::new(),
+            held: Vec::new(),
         })
     }
 
@@ -404,10 +414,17 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
         self.experiment = None;
     }
 
-    /// Revert every fault this run journaled that is still open.
+    /// Revert every fault this run journaled that is still open: from the journal, and from memory when the
+    /// store does not answer (fail closed: nothing new acts, but what was done is undone).
     async fn revert_mine(&mut self, out: &mut Out<'_>) -> Result<(), RunError> {
-        let mine: Vec<_> =
-            self.store.open_faults(None)?.into_iter().filter(|f| f.run_id == self.run_id).collect();
+        let held = std::mem::take(&mut self.held);
+        let mine: Vec<OpenFault> = match self.store.open_faults(None) {
+            Ok(open) => open.into_iter().filter(|f| f.run_id == self.run_id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %crate::chain(&e), "the store does not answer: reverting the faults held in memory");
+                held
+            }
+        };
         self.revert(mine, out).await
     }
 

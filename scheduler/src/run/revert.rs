@@ -68,18 +68,31 @@ impl<A: Actuator> Round<'_, '_, A> {
                 message,
                 details: Default::default(),
             };
+            // A journal write that fails never stops the next restore: the fault stays open in the journal
+            // and a later revert restores it again (restores are idempotent).
+            let unrecorded = |r: Result<(), crate::store::StoreError>| match r {
+                Ok(()) => String::new(),
+                Err(e) => {
+                    warn!(instance = %fault.instance, error = %crate::chain(&e), "cannot record the revert in the journal");
+                    format!(
+                        " (not recorded in the journal: {}; a later revert will restore it again)",
+                        crate::chain(&e)
+                    )
+                }
+            };
             match self.ctx.actuator.restore(&fault.target, &fault.undo).await {
                 Ok(note) => {
-                    self.store.fault_reverted(fault.id, self.clock().now(), None)?;
+                    let unrecorded =
+                        unrecorded(self.store.fault_reverted(fault.id, self.clock().now(), None));
                     info!(instance = %fault.instance, kind = %fault.kind, "fault reverted");
                     out.push(finding(
                         Outcome::Done,
                         Severity::Info,
-                        format!("{} reverted{}: {note}", fault.kind, self.on_behalf(&fault)),
+                        format!("{} reverted{}: {note}{unrecorded}", fault.kind, self.on_behalf(&fault)),
                     ));
                 }
                 Err(e) if instance_gone(&e.0) => {
-                    self.store.fault_reverted(fault.id, self.clock().now(), Some(&e.0))?;
+                    let _ = unrecorded(self.store.fault_reverted(fault.id, self.clock().now(), Some(&e.0)));
                     out.push(finding(
                         Outcome::Skipped,
                         Severity::Info,
@@ -87,7 +100,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                     ));
                 }
                 Err(e) => {
-                    self.store.fault_revert_failed(fault.id, &e.0)?;
+                    let _ = unrecorded(self.store.fault_revert_failed(fault.id, &e.0));
                     warn!(instance = %fault.instance, error = %e, "revert failed; the fault stays in the journal");
                     out.push(finding(
                         Outcome::Failed,
