@@ -404,7 +404,8 @@ fn three_daemons_on_one_store_run_each_fire_once_and_kill_once_per_group() {
     let rx = Receiver::start();
     let pol = fleet.write_policy(
         GROUPS3,
-        "name: lab\nsinks:\n  - type: log\n",
+        // The daemons get the receiver's URL; `simian agents` (same policy) needs none.
+        "name: lab\nsinks:\n  - type: log\n  - { type: webhook, url: \"${SIMIAN_WEBHOOK_URL:-http://127.0.0.1:9/}\" }\n",
         "    probability: 1.0\n    min_time_between_kills: 1h\n",
         KILL,
     );
@@ -431,6 +432,31 @@ fn three_daemons_on_one_store_run_each_fire_once_and_kill_once_per_group() {
         db.query_row("SELECT COUNT(*) FROM fires WHERE monkey = 'chaos'", [], |r| r.get(0)).unwrap();
     let runs: i64 = db.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0)).unwrap();
     assert_eq!((fires, runs), (2, 2));
+    // The shared outbox: every finding reached the webhook exactly once, whichever agent delivered it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = || -> Vec<(String, String)> {
+        rx.requests()
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .flat_map(|m| {
+                let run = m["report"]["run_id"].as_str().unwrap_or_default().to_string();
+                let findings = m["report"]["findings"].as_array().cloned().unwrap_or_default();
+                findings.into_iter().map(move |f| (run.clone(), f.to_string()))
+            })
+            .collect()
+    };
+    let kills = |d: &[(String, String)]| {
+        d.iter().filter(|(_, f)| f.contains("\"terminate\"") && f.contains("\"done\"")).count()
+    };
+    while kills(&delivered()) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let all = delivered();
+    let unique: std::collections::BTreeSet<&(String, String)> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "a finding was delivered twice: {all:#?}");
+    assert_eq!(kills(&all), 3, "{all:#?}");
+    let runs: std::collections::BTreeSet<&str> = all.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(runs.len(), 2, "both rounds reported: {runs:?}");
 }
 
 #[test]
