@@ -11,7 +11,8 @@ pub mod http;
 pub mod outbox;
 pub mod run;
 pub mod service;
-pub mod store;
+/// The store, its own crate (`store/`): re-exported so `simian_scheduler::store::…` keeps working.
+pub use simian_store as store;
 
 /// An error and its causes on one line (`a: b: c`), for log fields: our error types keep causes as
 /// `#[source]` instead of repeating them in their own text.

@@ -28,7 +28,7 @@ impl std::fmt::Display for Halt {
 }
 
 /// The SQL condition "no halt stands", for the claims that must refuse atomically.
-pub(super) const NOT_HALTED: &str = "NOT EXISTS (SELECT 1 FROM halts WHERE resumed_ms IS NULL)";
+pub(crate) const NOT_HALTED: &str = "NOT EXISTS (SELECT 1 FROM halts WHERE resumed_ms IS NULL)";
 
 impl Store {
     /// Records a halt; when one already stands it is kept (and returned with `false`).
@@ -71,7 +71,7 @@ impl Store {
     }
 }
 
-pub(super) fn current(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Halt>> {
+pub(crate) fn current(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Halt>> {
     conn.query_row(
         "SELECT by, reason, at_ms FROM halts WHERE resumed_ms IS NULL ORDER BY id DESC LIMIT 1",
         [],
@@ -106,9 +106,9 @@ fn user_of_uid() -> String {
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests read the real clock
 mod tests {
-    use super::super::tests::{inst, isolation};
     use super::*;
-    use crate::store::Claim;
+    use crate::tests::{inst, isolation};
+    use crate::Claim;
     use chrono::TimeDelta;
     use simian_monkeys::Mode;
 
@@ -117,7 +117,7 @@ mod tests {
         let w = who();
         let (user, host) = w.split_once('@').expect("user@host");
         assert!(!user.is_empty() && user != "unknown", "{w}");
-        assert_eq!(host, crate::store::host_name());
+        assert_eq!(host, crate::host_name());
         // Without $USER the uid's name is used (root in CI, whoever runs the tests elsewhere).
         assert!(!user_of_uid().is_empty() && user_of_uid() != "unknown");
     }

@@ -215,8 +215,8 @@ impl Store {
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests read the real clock
 mod tests {
-    use super::super::tests::isolation;
     use super::*;
+    use crate::tests::isolation;
     use simian_monkeys::Mode;
 
     fn agent(id: &str, kind: AgentKind) -> AgentId {
@@ -281,12 +281,8 @@ mod tests {
         let gone = child.id();
         child.wait().unwrap();
         let now = Utc::now();
-        let dead = AgentId {
-            id: "dead".into(),
-            host: crate::store::host_name(),
-            pid: gone,
-            kind: AgentKind::Command,
-        };
+        let dead =
+            AgentId { id: "dead".into(), host: crate::host_name(), pid: gone, kind: AgentKind::Command };
         let me = AgentId::this_process(AgentKind::Command);
         s.register_agent(&dead, now).unwrap();
         s.register_agent(&me, now).unwrap();

@@ -2,7 +2,7 @@
 //! to claim kills in the same 100 groups with `min_time_between_kills: 1h`, so exactly one claim per group
 //! is granted and every other one is refused as too recent — each claim one `BEGIN IMMEDIATE` transaction.
 //!
-//! `cargo bench -p simian-scheduler --bench claims [-- SECONDS]` (default 5 s per case) prints claims per
+//! `cargo bench -p simian-store --bench claims [-- SECONDS]` (default 5 s per case) prints claims per
 //! second and the claim latency (p50, p99, max) for 1 and 3 agents. Under `cargo test` it runs 0.2 s per
 //! case as a smoke test.
 #![allow(clippy::disallowed_methods)] // a benchmark measures wall time
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeDelta, Utc};
 use hdrhistogram::Histogram;
 use simian_monkeys::{Instance, Mode};
-use simian_scheduler::store::{Claim, Store};
+use simian_store::{Claim, Store};
 
 const GROUPS: usize = 100;
 

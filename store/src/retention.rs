@@ -100,8 +100,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::inst;
-    use crate::store::Claim;
+    use crate::tests::inst;
+    use crate::Claim;
     use chrono::TimeDelta;
     use simian_monkeys::{Action, Finding, Mode, MonkeyName, Outcome, Severity};
 

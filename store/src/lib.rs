@@ -1,4 +1,7 @@
-//! The store: one SQLite file (WAL) with versioned migrations; one file per table group below.
+//! simian-store: what simian remembers — runs, findings, the kill and fault journals (with owners and
+//! leases), Doctor's health, the outbox, the halt and the agents. One SQLite file (WAL) with versioned
+//! migrations; one file per table group below.
+#![forbid(unsafe_code)]
 
 mod agents;
 mod faults;
@@ -275,13 +278,13 @@ impl Store {
 
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests read the real clock
-pub(super) mod tests {
+mod tests {
     use super::*;
     use chrono::TimeDelta;
     use simian_monkeys::{Action, Finding, Instance, Mode, MonkeyName, Outcome, Severity, Undo};
 
     /// Instance `web-1` of target `lab` in `group`.
-    pub(in crate::store) fn inst(group: &str) -> Instance {
+    pub(crate) fn inst(group: &str) -> Instance {
         Instance {
             target: "lab".into(),
             id: "web-1".into(),
@@ -296,7 +299,7 @@ pub(super) mod tests {
 
     /// Journals Chaos Gorilla's isolation of `inst(group)` (owned by `owner`), due at `expires`; `None` when
     /// the store refused it (a halt).
-    pub(in crate::store) fn isolation(
+    pub(crate) fn isolation(
         s: &Store,
         owner: Option<&str>,
         group: &str,
