@@ -409,6 +409,10 @@ fn three_daemons_on_one_store_run_each_fire_once_and_kill_once_per_group() {
         "    probability: 1.0\n    min_time_between_kills: 1h\n",
         KILL,
     );
+    // All three must be up before the first fire they are counted on: start them early in a minute.
+    if secs_to_next_minute() < 20 {
+        std::thread::sleep(Duration::from_secs(secs_to_next_minute() + 1));
+    }
     let daemons: Vec<Daemon> = (0..3).map(|_| Daemon::start(&pol, &rx)).collect();
     assert_eq!(agents(&pol).len(), 3);
     // Two fires: the first kills one instance per group, the second none (1 h between kills).
@@ -464,6 +468,10 @@ fn with_its_store_unreachable_the_daemon_says_so_and_fires_nothing_until_it_is_b
     let mut fleet = Fleet::start(SPEC);
     let rx = Receiver::start();
     let pol = fleet.write_policy(SPEC, "name: lab\n", "    probability: 1.0\n", KILL);
+    // The store must break before the first fire: start early in a minute.
+    if secs_to_next_minute() < 20 {
+        std::thread::sleep(Duration::from_secs(secs_to_next_minute() + 1));
+    }
     let d = Daemon::start(&pol, &rx);
     let (status, body) = d.get("/healthz");
     assert_eq!(status, 200);
