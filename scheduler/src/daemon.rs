@@ -121,9 +121,13 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         if let Some(f) = opts.on_listen.take() {
             f(bound);
         }
-        let mut state =
-            HttpState::new(metrics.clone(), heartbeat.clone(), opts.clock.clone(), policy.store_path.clone());
-        state.store = store_health.clone();
+        let state = HttpState::new(
+            metrics.clone(),
+            heartbeat.clone(),
+            opts.clock.clone(),
+            policy.store_path.clone(),
+            store_health.clone(),
+        );
         let cap = crate::http::connection_cap();
         tokio::spawn(crate::http::serve(listener, Arc::new(state), cap, opts.shutdown.clone()));
     }
@@ -181,10 +185,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = opts.shutdown.cancelled() => break,
-            _ = halt_tick.tick() => {
-                d.check_halt().await;
-                d.tend_leases().await;
-            }
+            _ = halt_tick.tick() => d.tick_store().await,
             Some(()) = opts.reload.recv() => match loading {
                 Some(_) => again = true,
                 None => loading = Some(d.start_reload()),
@@ -355,10 +356,9 @@ impl Daemon {
     /// The store's halt. While one stands, rounds refuse every action (the gate reads it too) and their
     /// holds end within a second; whatever is still open [`HALT_GRACE`] after this daemon saw the halt
     /// (its holder is gone) is reverted from the journal, and again every [`HALT_RETRY`] while it stays open.
-    async fn check_halt(&mut self) {
-        let read = self.engine.store().and_then(|s| Ok((s.current_halt()?, s.open_faults(None)?.len())));
-        let (halt, open) = match read {
-            Ok(r) => r,
+    async fn check_halt(&mut self, store: &Store) {
+        let halt = match store.current_halt() {
+            Ok(h) => h,
             Err(e) => return warn!(error = %crate::chain(&e), "cannot read the halt state"),
         };
         self.metrics.set_halted(halt.is_some());
@@ -375,9 +375,14 @@ impl Daemon {
             now
         });
         let retry_due = self.halt_reverted.is_none_or(|t| now.duration_since(t) >= HALT_RETRY);
-        if open == 0 || now.duration_since(seen) < crate::engine::HALT_GRACE || !retry_due {
+        if now.duration_since(seen) < crate::engine::HALT_GRACE || !retry_due {
             return;
         }
+        let open = match store.open_faults(None) {
+            Ok(open) if !open.is_empty() => open.len(),
+            Ok(_) => return,
+            Err(e) => return warn!(error = %crate::chain(&e), "cannot read the open faults"),
+        };
         self.halt_reverted = Some(now);
         warn!(open, "halted: reverting the faults still open from the journal");
         match self
@@ -390,24 +395,23 @@ impl Daemon {
         }
     }
 
-    /// Renew this agent's lease; take over the open faults of agents whose lease ran out; restore the
-    /// adopted faults whose planned end has come (at once if it has passed). A fault reverted meanwhile (by
-    /// a halt, say) is dropped from the list.
-    async fn tend_leases(&mut self) {
+    /// Every [`HALT_POLL`], on one connection: renew this agent's lease (which is also how the loop learns
+    /// whether the store answers, for `/healthz` and `simian_store_up`), then the halt, then the leases.
+    async fn tick_store(&mut self) {
         let now = self.clock.now();
-        let renewed = self.engine.store().and_then(|s| s.heartbeat(&self.agent, now).map(|()| s));
-        let store = match renewed {
-            Ok(s) => {
-                self.store_health.up();
-                self.metrics.set_store_up(true);
-                s
-            }
-            Err(e) => {
-                self.store_health.down(now, crate::chain(&e));
-                self.metrics.set_store_up(false);
-                return;
-            }
+        let store = match self.engine.store().and_then(|s| s.heartbeat(&self.agent, now).map(|()| s)) {
+            Ok(s) => s,
+            Err(e) => return self.store_health.down(now, crate::chain(&e)),
         };
+        self.store_health.up();
+        self.check_halt(&store).await;
+        self.tend_leases(&store, now).await;
+    }
+
+    /// Take over the open faults of agents whose lease ran out; restore the adopted faults whose planned end
+    /// has come (at once if it has passed). A fault reverted meanwhile (by a halt, say) is dropped from the
+    /// list.
+    async fn tend_leases(&mut self, store: &Store, now: DateTime<Utc>) {
         match store.orphaned_faults(now) {
             Ok(orphans) => {
                 for f in orphans {

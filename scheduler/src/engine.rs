@@ -90,22 +90,21 @@ impl Engine {
         &self.agent
     }
 
-    /// Runs `work` as this agent: a one-shot command is registered before and gone after (a daemon
-    /// registers itself for its whole life).
-    async fn as_agent<T>(&self, store: &Store, work: impl std::future::Future<Output = T>) -> T {
-        let one_shot = self.agent.kind == AgentKind::Command;
-        if one_shot {
-            if let Err(e) = store.register_agent(&self.agent, self.clock.now()) {
-                warn!(error = %crate::chain(&e), "cannot register as an agent");
-            }
+    /// A one-shot command is an agent while it works: registered before (`true`) and gone after (`false`).
+    /// A daemon registers itself for its whole life, so this does nothing for it.
+    fn one_shot_agent(&self, store: &Store, working: bool) {
+        if self.agent.kind != AgentKind::Command {
+            return;
         }
-        let out = work.await;
-        if one_shot {
-            if let Err(e) = store.agent_stopped(&self.agent, self.clock.now()) {
-                warn!(error = %crate::chain(&e), "cannot record the agent's end");
-            }
+        let now = self.clock.now();
+        let r = if working {
+            store.register_agent(&self.agent, now)
+        } else {
+            store.agent_stopped(&self.agent, now)
+        };
+        if let Err(e) = r {
+            warn!(error = %crate::chain(&e), "cannot record this command as an agent");
         }
-        out
     }
 
     /// Record Doctor's probe latencies and every report in these metrics.
@@ -191,9 +190,10 @@ impl Engine {
             poster: self.poster.as_ref(),
             agent: Some(&self.agent),
         };
-        let agents = self.store()?;
-        let opts = self.options(opts);
-        let mut report = self.as_agent(&agents, run_once(&self.policy, &opts, ctx, &mut store)).await?;
+        self.one_shot_agent(&store, true);
+        let run = run_once(&self.policy, &self.options(opts), ctx, &mut store).await;
+        self.one_shot_agent(&store, false);
+        let mut report = run?;
         report.api_calls = self.fleet.api_calls();
         self.prune(&store);
         Ok(report)
@@ -234,10 +234,10 @@ impl Engine {
             poster: self.poster.as_ref(),
             agent: Some(&self.agent),
         };
-        let agents = self.store()?;
-        let opts = self.options(opts);
-        let mut report =
-            self.as_agent(&agents, revert_faults(&self.policy, &opts, ctx, store, faults)).await?;
+        self.one_shot_agent(store, true);
+        let reverted = revert_faults(&self.policy, &self.options(opts), ctx, store, faults).await;
+        self.one_shot_agent(store, false);
+        let mut report = reverted?;
         report.api_calls = self.fleet.api_calls();
         Ok(report)
     }

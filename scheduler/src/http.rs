@@ -47,7 +47,7 @@ pub struct HttpState {
     /// A gauge refresh is running (others serve the last values instead of queueing on the store).
     refreshing: Arc<AtomicBool>,
     /// Whether the loop's last use of the store succeeded (`/healthz` says so without touching the store).
-    pub store: Arc<StoreHealth>,
+    store: Arc<StoreHealth>,
 }
 
 /// Whether the store answers, as the daemon's loop last found it.
@@ -99,6 +99,7 @@ impl HttpState {
         heartbeat: Arc<AtomicI64>,
         clock: Arc<dyn Clock>,
         store_path: PathBuf,
+        store: Arc<StoreHealth>,
     ) -> Self {
         HttpState {
             metrics,
@@ -106,7 +107,7 @@ impl HttpState {
             clock,
             store_path,
             refreshing: Arc::new(AtomicBool::new(false)),
-            store: Arc::new(StoreHealth::default()),
+            store,
         }
     }
 }
