@@ -123,3 +123,18 @@ fn a_fault_whose_holder_was_killed_is_reverted_by_the_halt() {
     assert_ok(&text);
     assert!(String::from_utf8_lossy(&text.stdout).contains("already halted"));
 }
+
+#[test]
+fn a_hostile_reason_is_refused_and_nothing_is_halted() {
+    let fleet = Fleet::start(SPEC);
+    let pol = fleet.write_policy(SPEC, "", "    probability: 1.0\n", KILL);
+    for reason in ["x".repeat(501), "line one\nline two".to_string(), "bell\u{7}".to_string()] {
+        let out = simian(&["halt", "--policy", p(&pol), "--reason", &reason]);
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--reason must be one line"));
+    }
+    let out = simian(&["resume", "--policy", p(&pol)]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not halted"), "a refused halt was recorded");
+    let (h, _) = halt(&pol, &"y".repeat(500));
+    assert_eq!(h["new"], true);
+}
