@@ -70,9 +70,10 @@ pub struct PolicyArg {
     /// Policy file.
     #[arg(long, short, env = "SIMIAN_POLICY", default_value = "simian.yaml")]
     pub policy: PathBuf,
-    /// Store file, overriding the policy's `store` (e.g. a state volume when the policy is read-only).
-    #[arg(long, env = "SIMIAN_STORE")]
-    pub store: Option<PathBuf>,
+    /// Store, overriding the policy's `store`: a file (e.g. a state volume when the policy is read-only) or a
+    /// postgres:// URL. Its value is never shown (a URL may hold a password).
+    #[arg(long, env = "SIMIAN_STORE", hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 impl PolicyArg {
@@ -80,7 +81,8 @@ impl PolicyArg {
     pub fn load(&self) -> Result<LoadedPolicy> {
         let mut p = load_policy(&self.policy)?;
         if let Some(s) = &self.store {
-            p.store_path = s.clone();
+            p.store = simian_config::StoreAt::parse(s, std::path::Path::new(""))
+                .map_err(|why| BadInput(format!("--store (or SIMIAN_STORE): {why}")))?;
         }
         Ok(p)
     }

@@ -119,7 +119,7 @@ pub async fn run_round(policy: LoadedPolicy, opts: &RunOptions) -> Result<simian
     // Seeded before the run so a Pushgateway push carries cumulative totals.
     let metrics = match service::pushgateway(&policy) {
         Some(_) => {
-            let store = Store::open(&policy.store_path).context("cannot open the store")?;
+            let store = Store::open(&policy.store).context("cannot open the store")?;
             Some(Arc::new(service::seeded_metrics(&store)?))
         }
         None => None,
@@ -224,7 +224,7 @@ pub fn resume(a: RevertArgs) -> Result<ExitCode> {
 /// `simian agents`: one row per agent with a live lease.
 pub fn agents(a: RevertArgs) -> Result<ExitCode> {
     let p = a.policy.load()?;
-    let rows = Store::open(&p.store_path).context("cannot open the store")?.agents(SystemClock.now())?;
+    let rows = Store::open(&p.store).context("cannot open the store")?.agents(SystemClock.now())?;
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Text => {
@@ -255,7 +255,7 @@ pub fn agents(a: RevertArgs) -> Result<ExitCode> {
 
 /// History rows for the policy's store since `since` ago.
 pub fn history_rows(p: &LoadedPolicy, since: chrono::TimeDelta) -> Result<Vec<HistoryRow>> {
-    let store = Store::open(&p.store_path).context("cannot open the store")?;
+    let store = Store::open(&p.store).context("cannot open the store")?;
     let entries = store.history(simian_scheduler::clock::sub(SystemClock.now(), since))?;
     Ok(entries
         .into_iter()

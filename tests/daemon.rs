@@ -253,9 +253,19 @@ fn a_slow_reload_never_holds_up_sigterm() {
 
 #[test]
 fn a_halt_ends_the_daemons_hold_refuses_its_fires_and_resume_lifts_it() {
+    halt_case(TestStore::Sqlite);
+}
+
+#[test]
+fn on_postgres_a_halt_ends_the_daemons_hold_refuses_its_fires_and_resume_lifts_it() {
+    halt_case(TestStore::postgres());
+}
+
+fn halt_case(store: TestStore) {
     let fleet = Fleet::start(ZONED_PAIRS);
     let rx = Receiver::start();
-    let top = "name: lab\nsinks:\n  - type: log\n";
+    let top = format!("name: lab\n{}sinks:\n  - type: log\n", store.policy_line());
+    let top = top.as_str();
     let pol = fleet.write_policy_with(
         ZONED_PAIRS,
         top,
@@ -309,14 +319,26 @@ fn agents(policy: &std::path::Path) -> Vec<Value> {
 
 #[test]
 fn a_live_daemon_takes_over_the_faults_of_a_killed_one_and_restores_them_at_their_planned_end() {
+    takeover_case(TestStore::Sqlite, 60);
+}
+
+#[test]
+fn on_postgres_a_live_daemon_takes_over_the_faults_of_a_killed_one_and_restores_them_at_their_planned_end() {
+    takeover_case(TestStore::postgres(), 90);
+}
+
+/// Daemon A isolates zone a every minute for `hold` seconds; daemon B shares A's store and fires nothing
+/// soon. A is SIGKILLed mid-hold: B takes over and restores by the planned end + 40 s.
+fn takeover_case(store: TestStore, hold: u64) {
     let fleet = Fleet::start(ZONED_PAIRS);
     let rx = Receiver::start();
-    // Daemon A isolates zone a every minute for 60 s; daemon B shares A's store and fires nothing soon.
     let pol_a = fleet.write_policy_with(
         ZONED_PAIRS,
-        "name: lab\n",
+        &format!("name: lab\n{}", store.policy_line()),
         ISOLATE_BY_SIGNAL,
-        "  gorilla:\n    schedule: \"* * * * *\"\n    zone: a\n    action: isolate\n    duration: 60s\n",
+        &format!(
+            "  gorilla:\n    schedule: \"* * * * *\"\n    zone: a\n    action: isolate\n    duration: {hold}s\n"
+        ),
     );
     let dir_b = tempfile::tempdir().unwrap();
     let pol_b = dir_b.path().join("b.yaml");
@@ -327,9 +349,8 @@ fn a_live_daemon_takes_over_the_faults_of_a_killed_one_and_restores_them_at_thei
             .replace("schedule: \"* * * * *\"", "schedule: \"0 0 1 1 *\""),
     )
     .unwrap();
-    let store = fleet.dir.path().join("simian.db");
     let mut a = Daemon::start(&pol_a, &rx);
-    let b = Daemon::start_with(&pol_b, &rx, &["--store", p(&store)]);
+    let b = Daemon::start_with(&pol_b, &rx, &["--store", &store.arg(fleet.dir.path())]);
     let rows = agents(&pol_a);
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows
@@ -357,7 +378,7 @@ fn a_live_daemon_takes_over_the_faults_of_a_killed_one_and_restores_them_at_thei
     a.child.kill().unwrap();
     a.child.wait().unwrap();
     assert!(b.wait_log("took over a fault", 50), "no takeover:\n{}", b.log());
-    assert!(isolated.elapsed() < Duration::from_secs(55), "taken over late: {:?}", isolated.elapsed());
+    assert!(isolated.elapsed() < Duration::from_secs(hold - 5), "taken over late: {:?}", isolated.elapsed());
     assert_eq!(fleet.state("web-a"), 'T', "restored before its planned end");
     let rows = agents(&pol_a);
     assert_eq!(rows.len(), 1, "A's lease ran out: {rows:?}");
@@ -366,16 +387,19 @@ fn a_live_daemon_takes_over_the_faults_of_a_killed_one_and_restores_them_at_thei
         (Some(id_b.as_str()), Some(2))
     );
 
-    // Restored by B at the planned end (60 s after the isolation), never later than 40 s past it.
+    // Restored by B at the planned end (`hold` after the isolation), never later than 40 s past it.
     for id in ["web-a", "api-a"] {
         assert!(
-            fleet.wait_state(id, 'S', 110u64.saturating_sub(isolated.elapsed().as_secs())),
+            fleet.wait_state(id, 'S', (hold + 50).saturating_sub(isolated.elapsed().as_secs())),
             "{id} not restored:\n{}",
             b.log()
         );
     }
     let took = isolated.elapsed();
-    assert!(took >= Duration::from_secs(55) && took < Duration::from_secs(100), "restored after {took:?}");
+    assert!(
+        took >= Duration::from_secs(hold - 5) && took < Duration::from_secs(hold + 40),
+        "restored after {took:?}"
+    );
     let hist = json(&simian(&["history", "--policy", p(&pol_a), "--since", "1h", "--format", "json"]));
     let restores: Vec<String> = hist
         .as_array()
@@ -392,6 +416,15 @@ fn a_live_daemon_takes_over_the_faults_of_a_killed_one_and_restores_them_at_thei
 
 #[test]
 fn three_daemons_on_one_store_run_each_fire_once_and_kill_once_per_group() {
+    three_daemons_case(TestStore::Sqlite);
+}
+
+#[test]
+fn on_postgres_three_daemons_run_each_fire_once_kill_once_per_group_and_deliver_once() {
+    three_daemons_case(TestStore::postgres());
+}
+
+fn three_daemons_case(store: TestStore) {
     const GROUPS3: &[Spec] = &[
         ("web-1", "web", "a", true),
         ("web-2", "web", "b", true),
@@ -405,7 +438,10 @@ fn three_daemons_on_one_store_run_each_fire_once_and_kill_once_per_group() {
     let pol = fleet.write_policy(
         GROUPS3,
         // The daemons get the receiver's URL; `simian agents` (same policy) needs none.
-        "name: lab\nsinks:\n  - type: log\n  - { type: webhook, url: \"${SIMIAN_WEBHOOK_URL:-http://127.0.0.1:9/}\" }\n",
+        &format!(
+            "name: lab\n{}sinks:\n  - type: log\n  - {{ type: webhook, url: \"${{SIMIAN_WEBHOOK_URL:-http://127.0.0.1:9/}}\" }}\n",
+            store.policy_line()
+        ),
         "    probability: 1.0\n    min_time_between_kills: 1h\n",
         KILL,
     );
@@ -431,10 +467,8 @@ fn three_daemons_on_one_store_run_each_fire_once_and_kill_once_per_group() {
         dead.iter().map(|id| id.split('-').next().unwrap()).collect();
     assert_eq!((dead.len(), groups.len()), (3, 3), "one kill per group: {dead:?}");
     // In the store: two fires, each claimed by one agent and run as one round.
-    let db = rusqlite::Connection::open(fleet.dir.path().join("simian.db")).unwrap();
-    let fires: i64 =
-        db.query_row("SELECT COUNT(*) FROM fires WHERE monkey = 'chaos'", [], |r| r.get(0)).unwrap();
-    let runs: i64 = db.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0)).unwrap();
+    let fires = store.count(fleet.dir.path(), "SELECT COUNT(*) FROM fires WHERE monkey = 'chaos'");
+    let runs = store.count(fleet.dir.path(), "SELECT COUNT(*) FROM runs");
     assert_eq!((fires, runs), (2, 2));
     // The shared outbox: every finding reached the webhook exactly once, whichever agent delivered it.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -506,4 +540,63 @@ fn with_its_store_unreachable_the_daemon_says_so_and_fires_nothing_until_it_is_b
     assert!(d.get("/healthz").1.contains("\nstore: up\n"), "{}", d.log());
     let (_, metrics) = d.get("/metrics");
     assert!(metrics.contains("\nsimian_store_up 1\n"), "{metrics}");
+}
+
+#[test]
+fn with_postgres_stopped_mid_hold_the_owner_restores_on_time_acts_no_more_and_records_it_when_back() {
+    let store = TestStore::postgres();
+    let TestStore::Postgres(pg) = &store else { unreachable!() };
+    let fleet = Fleet::start(ZONED_PAIRS);
+    let rx = Receiver::start();
+    let pol = fleet.write_policy_with(
+        ZONED_PAIRS,
+        &format!("name: lab\n{}sinks:\n  - type: log\n", store.policy_line()),
+        ISOLATE_BY_SIGNAL,
+        "  gorilla:\n    schedule: \"* * * * *\"\n    zone: a\n    action: isolate\n    duration: 40s\n",
+    );
+    if secs_to_next_minute() < 20 {
+        std::thread::sleep(Duration::from_secs(secs_to_next_minute() + 1));
+    }
+    let mut d = Daemon::start(&pol, &rx);
+    assert!(fleet.wait_state("web-a", 'T', secs_to_next_minute() + 15), "no fire:\n{}", d.log());
+    assert!(fleet.wait_state("api-a", 'T', 5));
+    let isolated = Instant::now();
+
+    // PostgreSQL goes away mid-hold.
+    pg.stop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !d.get("/healthz").1.contains("store: down since") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d.get("/healthz").1.contains("store: down since"), "{}", d.log());
+    // The owner restores at the planned end from what it holds in memory.
+    for id in ["web-a", "api-a"] {
+        assert!(fleet.wait_state(id, 'S', 60), "{id} not restored with the store down:\n{}", d.log());
+    }
+    let took = isolated.elapsed();
+    assert!(took >= Duration::from_secs(35) && took < Duration::from_secs(50), "restored after {took:?}");
+    // The next fire cannot be claimed: nothing is isolated while the store is down.
+    assert!(d.wait_log("not firing", secs_to_next_minute() + 15), "{}", d.log());
+    std::thread::sleep(Duration::from_secs(3));
+    for (id, ..) in ZONED_PAIRS {
+        assert_ne!(fleet.state(id), 'T', "{id} isolated while the store was down:\n{}", d.log());
+    }
+
+    // Back: the revert and the round's findings made meanwhile are recorded; no fault is left open.
+    pg.start_again();
+    assert!(d.wait_log("recorded what was done while the store was down", 20), "{}", d.log());
+    assert!(d.get("/healthz").1.contains("\nstore: up\n"), "{}", d.log());
+    assert_eq!(store.count(fleet.dir.path(), "SELECT COUNT(*) FROM faults WHERE state <> 'reverted'"), 0);
+    assert_eq!(store.count(fleet.dir.path(), "SELECT COUNT(*) FROM faults WHERE state = 'reverted'"), 2);
+    let hist = json(&simian(&["history", "--policy", p(&pol), "--since", "1h", "--format", "json"]));
+    let restores = hist
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["action"] == "restore" && f["outcome"] == "done")
+        .count();
+    assert_eq!(restores, 2, "{hist:#}");
+    d.signal("-TERM");
+    let (code, _) = d.wait_exit(30);
+    assert_eq!(code, Some(0), "{}", d.log());
 }

@@ -192,4 +192,71 @@ fn systemd_units_pass_systemd_analyze_verify() {
     let dir_text = dir.path().to_string_lossy();
     let ours: Vec<&str> = stderr.lines().filter(|l| l.contains(&*dir_text) || l.contains("simian")).collect();
     assert!(ours.is_empty(), "systemd-analyze verify warned about the units:\n{}", ours.join("\n"));
+
+    // The daemon as one agent of a fleet: the drop-in from deploy/systemd/fleet, installed beside the others.
+    let fleet = read("deploy/systemd/fleet/fleet.conf");
+    assert!(
+        fleet.contains("\nExecStopPost=\n"),
+        "a fleet agent must not `simian revert` what live agents hold"
+    );
+    assert!(!fleet.contains("--store"), "the store comes from $SIMIAN_STORE in simian.env");
+    std::fs::write(dir.path().join("simian.service.d/fleet.conf"), fleet.replace(INSTALLED_BIN, bin))
+        .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.path().join("simian.service"))
+        .env("SYSTEMD_LOG_COLOR", "0")
+        .output()
+        .expect("run systemd-analyze verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "systemd-analyze verify failed with the fleet drop-in:\n{stderr}");
+    let ours: Vec<&str> = stderr.lines().filter(|l| l.contains(&*dir_text) || l.contains("simian")).collect();
+    assert!(ours.is_empty(), "systemd-analyze verify warned with the fleet drop-in:\n{}", ours.join("\n"));
+}
+
+#[test]
+fn the_kubernetes_fleet_runs_two_agents_on_the_postgres_store_from_its_secret() {
+    let kustomization = read("deploy/kubernetes-fleet/kustomization.yaml");
+    for needle in
+        ["- ../kubernetes\n", "- postgres-secret.yaml", "- pdb.yaml", "- path: deployment-patch.yaml"]
+    {
+        assert!(kustomization.contains(needle), "kustomization.yaml lacks `{needle}`");
+    }
+    // The SQLite volume and the CronJob that used it are not part of a fleet.
+    for kind in ["kind: PersistentVolumeClaim\n      metadata:\n        name: simian-state", "kind: CronJob"]
+    {
+        assert!(kustomization.contains(kind), "the overlay should delete `{kind}`");
+    }
+    let patch = read("deploy/kubernetes-fleet/deployment-patch.yaml");
+    assert!(patch.contains("replicas: 2") && patch.contains("type: RollingUpdate"), "{patch}");
+    assert!(patch.contains("secretKeyRef: { name: simian-postgres, key: SIMIAN_STORE }"), "{patch}");
+    assert!(patch.contains("secretKeyRef: { name: simian-postgres, key: PGPASSWORD }"), "{patch}");
+    // `value: null` drops the base's file path: a variable with both value and valueFrom is refused.
+    assert!(patch.contains("- name: SIMIAN_STORE\n              value: null\n"), "{patch}");
+    assert!(read("deploy/kubernetes-fleet/pdb.yaml").contains("minAvailable: 1"));
+
+    // The base policy with the Secret's store URL (as the pods pass it) validates: a PostgreSQL store.
+    let secret = secret_string_data(&read("deploy/kubernetes-fleet/postgres-secret.yaml"));
+    let url = &secret["SIMIAN_STORE"];
+    assert!(url.starts_with("postgres://") && !url.contains("replace-me"), "{url}");
+    let policy = literal_block(&read("deploy/kubernetes/configmap.yaml"), "simian.yaml");
+    let base = secret_string_data(&read("deploy/kubernetes/secret.yaml"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("simian.yaml");
+    std::fs::write(&file, &policy).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_simian"));
+    cmd.args(["validate", "--policy"]).arg(&file).env_remove("SIMIAN_POLICY").env("SIMIAN_STORE", url);
+    for v in required_env(&policy) {
+        cmd.env(&v, &base[&v]);
+    }
+    let out = cmd.output().expect("run simian validate");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // A malformed one is refused, and says so without echoing it.
+    let out = cmd
+        .env("SIMIAN_STORE", "postgres://simian:pw@db.example.internal/simian?sslmode=never")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("sslmode `never`") && !stderr.contains(":pw@"), "{stderr}");
 }

@@ -8,6 +8,7 @@ mod load;
 mod locate;
 pub mod schema;
 pub mod steady;
+mod store_at;
 mod stream;
 mod structural;
 pub mod template;
@@ -21,6 +22,7 @@ pub use load::{
 };
 pub use schema::*;
 pub use steady::{Metric, ProbeChoice, Rate, SteadyState, Tolerance};
+pub use store_at::{PostgresUrl, StoreAt, SSL_MODES};
 
 /// The monkeys simian knows; a closed set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

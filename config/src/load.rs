@@ -85,8 +85,8 @@ pub struct LoadedPolicy {
     pub path: PathBuf,
     /// The policy's timezone.
     pub tz: chrono_tz::Tz,
-    /// Store file, resolved against the policy's folder.
-    pub store_path: PathBuf,
+    /// Where the store lives: a file resolved against the policy's folder, or a PostgreSQL URL.
+    pub store: crate::StoreAt,
     /// Kill-switch file, resolved against the policy's folder.
     pub kill_switch: Option<PathBuf>,
     /// The calendar; `None` = any time.
@@ -376,7 +376,7 @@ fn conclude(
     match resolved {
         Some((policy, r)) if errors.is_empty() => Ok(LoadedPolicy {
             tz: r.tz,
-            store_path: r.store_path,
+            store: r.store,
             kill_switch: r.kill_switch,
             calendar: r.calendar,
             schedules: r.schedules,

@@ -21,9 +21,10 @@ pub struct Policy {
     /// IANA timezone the schedule and calendar are read in; default UTC.
     #[serde(default = "utc")]
     pub timezone: String,
-    /// SQLite store file, relative to the policy file; default `simian.db` beside it.
+    /// The store: a SQLite file, relative to the policy file (default `simian.db` beside it), or a
+    /// PostgreSQL URL `postgres://user@host:5432/db?sslmode=require` shared by a fleet of agents.
     #[serde(default)]
-    pub store: Option<String>,
+    pub store: Option<Secret>,
     /// While this file exists nothing is changed.
     #[serde(default)]
     pub kill_switch: Option<String>,

@@ -127,7 +127,7 @@ fn env_expansion_set_unset_and_default() {
         ("MAX_KILLS", "7"),
     ];
     let p = try_load(ENV_POLICY, &all).expect("all variables set");
-    assert_eq!(p.store_path, Path::new("/var/lib/simian/simian.db"));
+    assert_eq!(p.store.file(), Some(Path::new("/var/lib/simian/simian.db")));
     assert_eq!(p.kill_switch.as_deref(), Some(Path::new("/run/simian/stop")));
     let t = match &p.policy.targets[0] {
         simian_config::TargetConfig::Hosts(h) => h,
@@ -171,7 +171,7 @@ monkeys:
 "#;
     let p = try_load(text, &[]).expect("valid");
     assert_eq!(p.path, Path::new("/etc/simian/policy.yaml"));
-    assert_eq!(p.store_path, Path::new("/etc/simian/state/simian.db"));
+    assert_eq!(p.store.file(), Some(Path::new("/etc/simian/state/simian.db")));
     assert_eq!(p.kill_switch.as_deref(), Some(Path::new("/run/stop")));
     assert_eq!(p.tz, chrono_tz::Europe::Berlin);
     let cal = p.calendar.expect("calendar");
@@ -182,7 +182,7 @@ monkeys:
     assert!(p.schedules.contains_key(&simian_config::MonkeyName::Chaos));
 
     let defaults = try_load("version: 1\n", &[]).expect("minimal policy");
-    assert_eq!(defaults.store_path, Path::new("/etc/simian/simian.db"));
+    assert_eq!(defaults.store.file(), Some(Path::new("/etc/simian/simian.db")));
     assert_eq!(defaults.tz, chrono_tz::UTC);
     assert!(defaults.calendar.is_none() && defaults.schedules.is_empty());
 }
@@ -194,7 +194,7 @@ fn load_reads_a_file_and_reports_its_name() {
     std::fs::write(&file, "version: 1\nstore: s.db\n").expect("write");
     let p = load(&file).expect("valid");
     assert_eq!(p.path, file);
-    assert_eq!(p.store_path, dir.path().join("s.db"));
+    assert_eq!(p.store.file(), Some(dir.path().join("s.db").as_path()));
 
     std::fs::write(&file, "version: 1\nmood: happy\n").expect("write");
     let e = load(&file).expect_err("invalid");
@@ -560,4 +560,22 @@ fn retention_defaults_to_90_days_and_refuses_hostile_values_at_their_place() {
         let e = errors(&format!("{base}retention: {bad}\n"), &[]);
         assert!(e.starts_with("policy.yaml:4:"), "{bad}: {e}");
     }
+}
+
+#[test]
+fn a_postgres_store_takes_its_password_from_the_environment_and_never_shows_it() {
+    let text = "version: 1\nstore: postgres://simian:${PG_PASSWORD}@db.lab:5432/simian?sslmode=require\n";
+    let p = try_load(text, &[("PG_PASSWORD", "hunter2")]).expect("a valid URL");
+    match &p.store {
+        simian_config::StoreAt::Postgres(u) => assert_eq!(u.secret_url().password(), Some("hunter2")),
+        other => panic!("expected PostgreSQL, got {other:?}"),
+    }
+    assert_eq!(p.store.to_string(), "postgres://simian:***@db.lab:5432/simian?sslmode=require");
+    assert!(!format!("{p:?}").contains("hunter2"), "the loaded policy's Debug shows the password");
+
+    let bad = "version: 1\nmode: dry-run\nstore: \"postgres://simian:${PG_PASSWORD}@db.lab/simian?sslmode=sometimes\"\n";
+    let e = errors(bad, &[("PG_PASSWORD", "hunter2")]);
+    assert!(e.contains(":3:8: sslmode `sometimes` is not one of disable, prefer, require"), "{e}");
+    assert!(e.contains("postgres://user@host:5432/db"), "the hint shows the form: {e}");
+    assert!(!e.contains("hunter2"), "{e}");
 }

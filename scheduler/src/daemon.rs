@@ -87,7 +87,7 @@ struct Daemon {
     /// Built from `policy`; rebuilt on reload (rounds already running keep the one they started with).
     engine: Arc<Engine>,
     /// A `--store` override, kept across reloads.
-    store_path: std::path::PathBuf,
+    store: simian_store::StoreAt,
     metrics: Arc<Metrics>,
     next: BTreeMap<MonkeyName, DateTime<Utc>>,
     running: BTreeMap<MonkeyName, JoinHandle<()>>,
@@ -107,7 +107,7 @@ struct Daemon {
 }
 
 async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), DaemonError> {
-    let store = Store::open(&policy.store_path)?;
+    let store = Store::open(&policy.store)?;
     let metrics = Arc::new(service::seeded_metrics(&store)?);
     drop(store);
     let heartbeat = Arc::new(AtomicI64::new(opts.clock.now().timestamp()));
@@ -125,14 +125,14 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
             metrics.clone(),
             heartbeat.clone(),
             opts.clock.clone(),
-            policy.store_path.clone(),
+            policy.store.clone(),
             store_health.clone(),
         );
         let cap = crate::http::connection_cap();
         tokio::spawn(crate::http::serve(listener, Arc::new(state), cap, opts.shutdown.clone()));
     }
     let agent = AgentId::this_process(AgentKind::Daemon);
-    Store::open(&policy.store_path)?.register_agent(&agent, opts.clock.now())?;
+    Store::open(&policy.store)?.register_agent(&agent, opts.clock.now())?;
     info!(agent = %agent.id, "registered as an agent");
     let engine = Arc::new(
         Engine::new(policy.clone(), opts.clock.clone())
@@ -144,7 +144,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         warn!(error = %crate::chain(&e), "cannot deliver what earlier runs left in the outbox");
     }
     let mut d = Daemon {
-        store_path: policy.store_path.clone(),
+        store: policy.store.clone(),
         policy,
         engine,
         metrics,
@@ -339,7 +339,7 @@ impl Daemon {
     fn reloaded(&mut self, loaded: Result<LoadedPolicy, simian_config::PolicyErrors>) {
         match loaded {
             Ok(mut p) => {
-                p.store_path = self.store_path.clone();
+                p.store = self.store.clone();
                 info!(policy = %p.path.display(), monkeys = p.schedules.len(), "policy reloaded");
                 self.engine = Arc::new(
                     Engine::new(p.clone(), self.clock.clone())
@@ -404,6 +404,14 @@ impl Daemon {
             Err(e) => return self.store_health.down(now, crate::chain(&e)),
         };
         self.store_health.up();
+        let mut store = store;
+        match store.record_deferred() {
+            Ok(0) => {}
+            Ok(n) => info!(writes = n, "recorded what was done while the store was down"),
+            Err(e) => {
+                warn!(error = %crate::chain(&e), "cannot yet record what was done while the store was down")
+            }
+        }
         self.check_halt(&store).await;
         self.tend_leases(&store, now).await;
     }

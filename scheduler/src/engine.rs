@@ -136,7 +136,7 @@ impl Engine {
 
     /// A connection to the policy's store (migrated on first open).
     pub fn store(&self) -> Result<Store, StoreError> {
-        Store::open(&self.policy.store_path)
+        Store::open(&self.policy.store)
     }
 
     /// Seal every message a crashed command left open and deliver what no sink has acknowledged yet

@@ -5,7 +5,6 @@
 //! short deadline.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +42,7 @@ pub struct HttpState {
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
     /// Gauges are read from the store at scrape time: a fault held by a running round counts at once.
-    pub store_path: PathBuf,
+    pub store_at: simian_store::StoreAt,
     /// A gauge refresh is running (others serve the last values instead of queueing on the store).
     refreshing: Arc<AtomicBool>,
     /// Whether the loop's last use of the store succeeded (`/healthz` says so without touching the store).
@@ -98,17 +97,10 @@ impl HttpState {
         metrics: Arc<Metrics>,
         heartbeat: Arc<AtomicI64>,
         clock: Arc<dyn Clock>,
-        store_path: PathBuf,
+        store_at: simian_store::StoreAt,
         store: Arc<StoreHealth>,
     ) -> Self {
-        HttpState {
-            metrics,
-            heartbeat,
-            clock,
-            store_path,
-            refreshing: Arc::new(AtomicBool::new(false)),
-            store,
-        }
+        HttpState { metrics, heartbeat, clock, store_at, refreshing: Arc::new(AtomicBool::new(false)), store }
     }
 }
 
@@ -179,7 +171,7 @@ async fn refresh_gauges(state: &HttpState) {
     if state.refreshing.swap(true, Ordering::AcqRel) {
         return;
     }
-    let (metrics, path, flag) = (state.metrics.clone(), state.store_path.clone(), state.refreshing.clone());
+    let (metrics, path, flag) = (state.metrics.clone(), state.store_at.clone(), state.refreshing.clone());
     let job = tokio::task::spawn_blocking(move || {
         let r = Store::open(&path).and_then(|s| crate::service::refresh_gauges(&metrics, &s));
         flag.store(false, Ordering::Release);

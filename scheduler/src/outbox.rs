@@ -38,8 +38,8 @@ pub fn enqueue(
     if names.is_empty() {
         return Ok(None);
     }
-    let payload = serde_json::to_string(msg)
-        .map_err(|source| StoreError::Encode { path: store.path().into(), source })?;
+    let payload =
+        serde_json::to_string(msg).map_err(|source| StoreError::Encode { at: store.at().clone(), source })?;
     store.enqueue(&msg.label(), &payload, &names, now).map(Some)
 }
 

@@ -23,7 +23,7 @@ use crate::store::{Store, StoreError};
 /// with a "racily clean" index) until it has been still for that long.
 pub struct PolicyWatch {
     path: std::path::PathBuf,
-    store: std::path::PathBuf,
+    store: simian_store::StoreAt,
     cache: Mutex<Option<Cached>>,
 }
 
@@ -99,7 +99,7 @@ impl Fresh {
 impl PolicyWatch {
     /// Watches `policy`'s file; a `--store` override carries over to every re-read.
     pub fn new(policy: &LoadedPolicy) -> PolicyWatch {
-        PolicyWatch { path: policy.path.clone(), store: policy.store_path.clone(), cache: Mutex::new(None) }
+        PolicyWatch { path: policy.path.clone(), store: policy.store.clone(), cache: Mutex::new(None) }
     }
 
     /// The policy as the file says now; `Err` = it no longer loads (the gate refuses).
@@ -126,7 +126,7 @@ impl PolicyWatch {
         }
         let fresh = simian_config::load_bytes(&self.path, bytes)
             .map(|mut p| {
-                p.store_path = self.store.clone();
+                p.store = self.store.clone();
                 Arc::new(Fresh::new(p))
             })
             .map_err(|e| e.to_string());
@@ -175,7 +175,7 @@ pub fn pushgateway(policy: &LoadedPolicy) -> Option<&str> {
 pub async fn push_metrics(policy: &LoadedPolicy, metrics: &Arc<Metrics>, report: &Report) {
     let Some(gateway) = pushgateway(policy) else { return };
     metrics.record_report(report);
-    match Store::open(&policy.store_path) {
+    match Store::open(&policy.store) {
         Ok(store) => {
             if let Err(e) = refresh_gauges(metrics, &store) {
                 warn!(error = %crate::chain(&e), "cannot read gauges from the store");

@@ -268,7 +268,7 @@ fn try_live_round(
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
     let fleet = simian_targets::Fleet::from_policy(&policy.policy);
     let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
-    let mut store = Store::open(&policy.store_path).unwrap();
+    let mut store = Store::open(&policy.store).unwrap();
     let opts = RunOptions { seed: Some(1), ..Default::default() };
     rt.block_on(run_once(&policy, &opts, RunContext::new(rec, inventory, &fresh), &mut store))
         .map_err(|e| e.to_string())
@@ -300,7 +300,7 @@ proptest! {
         let rec = Recorder::default();
         let fleet = simian_targets::Fleet::from_policy(&policy.policy);
         let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
-        let mut store = Store::open(&policy.store_path).unwrap();
+        let mut store = Store::open(&policy.store).unwrap();
         if halted {
             store.halt("ops@lab", None, halt_time()).unwrap();
         }

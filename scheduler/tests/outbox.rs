@@ -69,7 +69,7 @@ async fn a_split_slack_report_resumes_after_the_acknowledged_parts() {
     let rx = Receiver::start();
     let p = policy(dir.path(), &rx);
     let sinks = Sink::all(&p);
-    let mut store = Store::open(&p.store_path).unwrap();
+    let mut store = Store::open(&p.store).unwrap();
     let id = enqueue(&mut store, &sinks, &report("r1", 100), Some("slack"), Utc::now()).unwrap().unwrap();
     // As if a previous attempt had posted part 1 of 3 and then lost the connection.
     store.delivery_progress(id, "slack", 1).unwrap();
@@ -91,7 +91,7 @@ async fn backoff_waits_unless_forced_or_fresh_and_keeps_the_order() {
     let rx = Receiver::start();
     let p = policy(dir.path(), &rx);
     let sinks = Sink::all(&p);
-    let mut store = Store::open(&p.store_path).unwrap();
+    let mut store = Store::open(&p.store).unwrap();
     let poster = Poster::new().unwrap();
     rx.set_status(503);
     let first = enqueue(&mut store, &sinks, &report("r1", 1), None, Utc::now()).unwrap();

@@ -103,7 +103,7 @@ proptest! {
         let rec = Recorder::default();
         let fleet = simian_targets::Fleet::from_policy(&policy.policy);
         let inventory = rt.block_on(fleet.inventory()).map_err(|e| e.to_string());
-        let mut store = Store::open(&policy.store_path).unwrap();
+        let mut store = Store::open(&policy.store).unwrap();
         let opts = RunOptions { dry_run: force_dry, seed: Some(seed), ..Default::default() };
         let ctx = RunContext::new(&rec, inventory, &fresh);
         let report = rt.block_on(run_once(&policy, &opts, ctx, &mut store)).unwrap();

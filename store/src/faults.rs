@@ -1,10 +1,9 @@
 //! The fault journal: every reversible fault, written before it is applied, until it is reverted.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use simian_monkeys::{Instance, MonkeyName, Undo};
 
-use super::halt::NOT_HALTED;
+use super::sql::{vals, Row, Sql};
 use super::{from_ms, ms, Store, StoreError};
 
 /// What kind of fault a journal row undoes.
@@ -78,7 +77,7 @@ pub struct OpenFault {
 
 impl Store {
     /// Journal a fault *before* applying it (state `intent`); returns its id, or `None` when a halt stands
-    /// (checked in the same statement, so no fault is journaled once `simian halt` has committed).
+    /// (checked in the same write transaction, so no fault is journaled once `simian halt` has committed).
     #[allow(clippy::too_many_arguments)]
     pub fn journal_fault(
         &self,
@@ -92,116 +91,105 @@ impl Store {
         expires: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
         let undo = serde_json::to_string(undo).map_err(|e| self.encode(e))?;
-        let sql = format!(
-            "INSERT INTO faults (run_id, monkey, kind, target, instance, grp, zone, undo, state, created_ms, expires_ms, owner)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'intent', ?9, ?10, ?11 WHERE {NOT_HALTED}"
-        );
-        let inserted = self
-            .conn
-            .execute(
-                &sql,
-                params![
+        let tx = self.write_tx()?;
+        if super::halt::current(&tx)?.is_some() {
+            return Ok(None);
+        }
+        let id = tx
+            .row(
+                "INSERT INTO faults (run_id, monkey, kind, target, instance, grp, zone, undo, state, created_ms, expires_ms, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'intent', ?9, ?10, ?11) RETURNING id",
+                vals![
                     run_id,
                     monkey.as_str(),
                     kind.as_str(),
-                    inst.target,
-                    inst.id,
-                    inst.group,
-                    inst.zone,
+                    &inst.target,
+                    &inst.id,
+                    &inst.group,
+                    inst.zone.as_deref(),
                     undo,
                     ms(now),
                     ms(expires),
                     owner
                 ],
-            )
-            .map_err(|e| self.wrap(e))?;
-        Ok((inserted == 1).then(|| self.conn.last_insert_rowid()))
+            )?
+            .map(|r| r.int(0))
+            .transpose()?;
+        tx.commit()?;
+        Ok(id)
     }
 
     /// The fault is in place.
     pub fn fault_applied(&self, id: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute("UPDATE faults SET state = 'active' WHERE id = ?1 AND state = 'intent'", params![id])
+        self.exec("UPDATE faults SET state = 'active' WHERE id = ?1 AND state = 'intent'", vals![id])
             .map(|_| ())
-            .map_err(|e| self.wrap(e))
     }
 
     /// The fault was undone (or there is nothing left to undo).
     pub fn fault_reverted(&self, id: i64, now: DateTime<Utc>, note: Option<&str>) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE faults SET state = 'reverted', reverted_ms = ?2, error = ?3 WHERE id = ?1",
-                params![id, ms(now), note],
-            )
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.exec(
+            "UPDATE faults SET state = 'reverted', reverted_ms = ?2, error = ?3 WHERE id = ?1",
+            vals![id, ms(now), note],
+        )
+        .map(|_| ())
     }
 
     /// A revert failed; the fault stays open so the next run or `simian revert` tries again.
     pub fn fault_revert_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("UPDATE faults SET error = ?2 WHERE id = ?1", params![id, error])
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.exec("UPDATE faults SET error = ?2 WHERE id = ?1", vals![id, error]).map(|_| ())
     }
 
     /// Faults not yet reverted; with `expired_at`, only those due by then. Oldest first.
     pub fn open_faults(&self, expired_at: Option<DateTime<Utc>>) -> Result<Vec<OpenFault>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, run_id, monkey, kind, target, instance, grp, zone, undo, state, expires_ms, error, owner
-                 FROM faults WHERE state IN ('intent', 'active') AND expires_ms <= ?1 ORDER BY id",
-            )
-            .map_err(|e| self.wrap(e))?;
         let limit = expired_at.map(ms).unwrap_or(i64::MAX);
-        let rows = stmt
-            .query_map(params![limit], |r| {
-                // A row this simian cannot read is left for the simian that wrote it, never guessed at.
-                let (Ok(monkey), Ok(undo), Some(kind)) = (
-                    r.get::<_, String>(2)?.parse(),
-                    serde_json::from_str(&r.get::<_, String>(8)?),
-                    FaultKind::parse(&r.get::<_, String>(3)?),
-                ) else {
-                    return Ok(None);
-                };
-                let state = match r.get::<_, String>(9)?.as_str() {
-                    "active" => FaultState::Active,
-                    _ => FaultState::Intent,
-                };
-                Ok(Some(OpenFault {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    monkey,
-                    kind,
-                    target: r.get(4)?,
-                    instance: r.get(5)?,
-                    group: r.get(6)?,
-                    zone: r.get(7)?,
-                    undo,
-                    state,
-                    expires: from_ms(r.get(10)?),
-                    error: r.get(11)?,
-                    owner: r.get(12)?,
-                }))
-            })
-            .map_err(|e| self.wrap(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.extend(row.map_err(|e| self.wrap(e))?);
+        let rows = self.rows(
+            "SELECT id, run_id, monkey, kind, target, instance, grp, zone, undo, state, expires_ms, error, owner
+             FROM faults WHERE state IN ('intent', 'active') AND expires_ms <= ?1 ORDER BY id",
+            vals![limit],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.extend(open_fault(r)?);
         }
         Ok(out)
     }
 
     /// Faults applied and not yet reverted, per monkey.
     pub fn active_faults_by_monkey(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT monkey, COUNT(*) FROM faults WHERE state IN ('intent', 'active') GROUP BY monkey",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+        self.rows(
+            "SELECT monkey, COUNT(*) FROM faults WHERE state IN ('intent', 'active') GROUP BY monkey",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.int(1)?)))
+        .collect()
     }
+}
+
+/// A journal row; `None` when this simian cannot read it (left for the simian that wrote it, never guessed at).
+fn open_fault(r: &Row) -> Result<Option<OpenFault>, StoreError> {
+    let (Ok(monkey), Ok(undo), Some(kind)) =
+        (r.text(2)?.parse(), serde_json::from_str(&r.text(8)?), FaultKind::parse(&r.text(3)?))
+    else {
+        return Ok(None);
+    };
+    let state = match r.text(9)?.as_str() {
+        "active" => FaultState::Active,
+        _ => FaultState::Intent,
+    };
+    Ok(Some(OpenFault {
+        id: r.int(0)?,
+        run_id: r.text(1)?,
+        monkey,
+        kind,
+        target: r.text(4)?,
+        instance: r.text(5)?,
+        group: r.opt_text(6)?,
+        zone: r.opt_text(7)?,
+        undo,
+        state,
+        expires: from_ms(r.int(10)?),
+        error: r.opt_text(11)?,
+        owner: r.opt_text(12)?,
+    }))
 }

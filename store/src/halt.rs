@@ -1,10 +1,9 @@
 //! The halt: a row in the store that stops every action of every simian sharing it (`simian halt`), until
 //! `simian resume`. Reverts are never stopped by it; the journal claims refuse atomically while it stands.
 
-use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
-
+use super::sql::{vals, Sql};
 use super::{from_ms, ms, Store, StoreError};
+use chrono::{DateTime, Utc};
 
 /// A halt in force (or the one just lifted).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -27,9 +26,6 @@ impl std::fmt::Display for Halt {
     }
 }
 
-/// The SQL condition "no halt stands", for the claims that must refuse atomically.
-pub(crate) const NOT_HALTED: &str = "NOT EXISTS (SELECT 1 FROM halts WHERE resumed_ms IS NULL)";
-
 impl Store {
     /// Records a halt; when one already stands it is kept (and returned with `false`).
     pub fn halt(
@@ -38,46 +34,43 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(Halt, bool), StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
-        if let Some(h) = current(&tx).map_err(wrap)? {
+        let tx = self.write_tx()?;
+        if let Some(h) = current(&tx)? {
             return Ok((h, false));
         }
-        tx.execute("INSERT INTO halts (by, reason, at_ms) VALUES (?1, ?2, ?3)", params![by, reason, ms(now)])
-            .map_err(wrap)?;
-        tx.commit().map_err(wrap)?;
+        tx.exec(
+            r#"INSERT INTO halts ("by", reason, at_ms) VALUES (?1, ?2, ?3)"#,
+            vals![by, reason, ms(now)],
+        )?;
+        tx.commit()?;
         Ok((Halt { by: by.to_string(), reason: reason.map(str::to_string), at: now }, true))
     }
 
     /// Lifts the halt in force; the one lifted, or `None` when there was none.
     pub fn resume(&mut self, by: &str, now: DateTime<Utc>) -> Result<Option<Halt>, StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
-        let Some(h) = current(&tx).map_err(wrap)? else { return Ok(None) };
-        tx.execute(
+        let tx = self.write_tx()?;
+        let Some(h) = current(&tx)? else { return Ok(None) };
+        tx.exec(
             "UPDATE halts SET resumed_by = ?1, resumed_ms = ?2 WHERE resumed_ms IS NULL",
-            params![by, ms(now)],
-        )
-        .map_err(wrap)?;
-        tx.commit().map_err(wrap)?;
+            vals![by, ms(now)],
+        )?;
+        tx.commit()?;
         Ok(Some(h))
     }
 
     /// The halt in force, if any.
     pub fn current_halt(&self) -> Result<Option<Halt>, StoreError> {
-        current(&self.conn).map_err(|e| self.wrap(e))
+        current(self)
     }
 }
 
-pub(crate) fn current(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Halt>> {
-    conn.query_row(
-        "SELECT by, reason, at_ms FROM halts WHERE resumed_ms IS NULL ORDER BY id DESC LIMIT 1",
-        [],
-        |r| Ok(Halt { by: r.get(0)?, reason: r.get(1)?, at: from_ms(r.get(2)?) }),
-    )
-    .optional()
+/// The halt in force, read through `sql` (the store, or a write transaction that must refuse while it stands).
+pub(crate) fn current(sql: &impl Sql) -> Result<Option<Halt>, StoreError> {
+    let row = sql.row(
+        r#"SELECT "by", reason, at_ms FROM halts WHERE resumed_ms IS NULL ORDER BY id DESC LIMIT 1"#,
+        &[],
+    )?;
+    row.map(|r| Ok(Halt { by: r.text(0)?, reason: r.opt_text(1)?, at: from_ms(r.int(2)?) })).transpose()
 }
 
 /// Who is asking, for a halt or a resume: `user@host` (`$USER`, else the name of this process's uid in
@@ -122,44 +115,44 @@ mod tests {
         assert!(!user_of_uid().is_empty() && user_of_uid() != "unknown");
     }
 
-    #[test]
-    fn a_halt_stands_until_resumed_and_the_claims_refuse_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
-        let now = Utc::now();
-        s.begin_run("r", 1, Mode::Live, now).unwrap();
-        assert_eq!(s.current_halt().unwrap(), None);
-        assert_eq!(s.resume("ops@lab", now).unwrap(), None, "nothing to resume");
+    crate::tests::on_both_backends! {
+        fn a_halt_stands_until_resumed_and_the_claims_refuse_meanwhile(at) {
+            let mut s = Store::open(&at).unwrap();
+            let now = Utc::now();
+            s.begin_run("r", 1, Mode::Live, now).unwrap();
+            assert_eq!(s.current_halt().unwrap(), None);
+            assert_eq!(s.resume("ops@lab", now).unwrap(), None, "nothing to resume");
 
-        let (h, new) = s.halt("ops@lab", Some("game day over"), now).unwrap();
-        assert!(new);
-        assert_eq!(
-            h.to_string(),
-            format!(
-                "halted by ops@lab at {}: game day over",
-                h.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            )
-        );
-        // A second halt keeps the first (who and why stay those of the first).
-        let (again, new) = s.halt("other@lab", None, now + TimeDelta::seconds(1)).unwrap();
-        assert!(!new);
-        assert_eq!(again.by, "ops@lab");
-        assert_eq!(s.current_halt().unwrap().map(|h| h.by), Some("ops@lab".to_string()));
+            let (h, new) = s.halt("ops@lab", Some("game day over"), now).unwrap();
+            assert!(new);
+            assert_eq!(
+                h.to_string(),
+                format!(
+                    "halted by ops@lab at {}: game day over",
+                    h.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            );
+            // A second halt keeps the first (who and why stay those of the first).
+            let (again, new) = s.halt("other@lab", None, now + TimeDelta::seconds(1)).unwrap();
+            assert!(!new);
+            assert_eq!(again.by, "ops@lab");
+            assert_eq!(s.current_halt().unwrap().map(|h| h.by), Some("ops@lab".to_string()));
 
-        // Halted: neither a kill nor a fault can be journaled, whatever the gate said before.
-        let day = Some(TimeDelta::days(1));
-        assert!(
-            matches!(s.claim_kill("r", &inst("web"), now, day).unwrap(), Claim::Halted(h) if h.by == "ops@lab")
-        );
-        let fault = isolation(&s, None, "web", now, now);
-        assert!(fault.is_none(), "a fault journaled while halted");
-        assert!(s.open_faults(None).unwrap().is_empty());
+            // Halted: neither a kill nor a fault can be journaled, whatever the gate said before.
+            let day = Some(TimeDelta::days(1));
+            assert!(
+                matches!(s.claim_kill("r", &inst("web"), now, day).unwrap(), Claim::Halted(h) if h.by == "ops@lab")
+            );
+            let fault = isolation(&s, None, "web", now, now);
+            assert!(fault.is_none(), "a fault journaled while halted");
+            assert!(s.open_faults(None).unwrap().is_empty());
 
-        let lifted = s.resume("ops@lab", now).unwrap();
-        assert_eq!(lifted.map(|h| h.reason), Some(Some("game day over".to_string())));
-        assert_eq!(s.current_halt().unwrap(), None);
-        assert!(matches!(s.claim_kill("r", &inst("web"), now, day).unwrap(), Claim::Granted(_)));
-        let fault = isolation(&s, None, "web", now, now);
-        assert!(fault.is_some());
+            let lifted = s.resume("ops@lab", now).unwrap();
+            assert_eq!(lifted.map(|h| h.reason), Some(Some("game day over".to_string())));
+            assert_eq!(s.current_halt().unwrap(), None);
+            assert!(matches!(s.claim_kill("r", &inst("web"), now, day).unwrap(), Claim::Granted(_)));
+            let fault = isolation(&s, None, "web", now, now);
+            assert!(fault.is_some());
+        }
     }
 }

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 
 use simian_monkeys::doctor::HealthStatus;
 
+use super::sql::{vals, Sql};
 use super::{ms, Store, StoreError};
 
 /// Doctor's stored view of one instance: status and the current streaks.
@@ -23,27 +23,23 @@ pub struct HealthRow {
 impl Store {
     /// Doctor's stored health of every instance seen so far, by (target, instance).
     pub fn health(&self) -> Result<BTreeMap<(String, String), HealthRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT target, instance, status, failures, passes FROM health")
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([], |r| {
+        self.rows("SELECT target, instance, status, failures, passes FROM health", &[])?
+            .iter()
+            .map(|r| {
                 Ok((
-                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    (r.text(0)?, r.text(1)?),
                     HealthRow {
-                        status: match r.get::<_, String>(2)?.as_str() {
+                        status: match r.text(2)?.as_str() {
                             "healthy" => HealthStatus::Healthy,
                             "unhealthy" => HealthStatus::Unhealthy,
                             _ => HealthStatus::Unknown,
                         },
-                        failures: r.get(3)?,
-                        passes: r.get(4)?,
+                        failures: r.count(3)?,
+                        passes: r.count(4)?,
                     },
                 ))
             })
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+            .collect()
     }
 
     /// Save Doctor's view of one instance.
@@ -54,20 +50,16 @@ impl Store {
         row: &HealthRow,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO health (target, instance, status, failures, passes, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (target, instance) DO UPDATE SET status = ?3, failures = ?4, passes = ?5, updated_ms = ?6",
-                params![target, instance, row.status.as_str(), row.failures, row.passes, ms(now)],
-            )
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.exec(
+            "INSERT INTO health (target, instance, status, failures, passes, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (target, instance) DO UPDATE SET status = ?3, failures = ?4, passes = ?5, updated_ms = ?6",
+            vals![target, instance, row.status.as_str(), row.failures, row.passes, ms(now)],
+        )
+        .map(|_| ())
     }
 
     /// Instances Doctor currently holds unhealthy.
     pub fn unhealthy_count(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM health WHERE status = 'unhealthy'", [], |r| r.get(0))
-            .map_err(|e| self.wrap(e))
+        self.scalar("SELECT COUNT(*) FROM health WHERE status = 'unhealthy'", &[])
     }
 }

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use simian_monkeys::Instance;
 
+use super::sql::{vals, Sql};
 use super::{from_ms, ms, Halt, Store, StoreError};
 
 /// Result of asking to kill in a group.
@@ -22,20 +22,19 @@ pub enum Claim {
 impl Store {
     /// The newest live kill (pending or done) per (target, group).
     pub fn last_live_kills(&self) -> Result<BTreeMap<(String, String), DateTime<Utc>>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT target, grp, MAX(at_ms) FROM kills WHERE status IN ('pending','done') GROUP BY target, grp")
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?), from_ms(r.get(2)?))))
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+        self.rows(
+            "SELECT target, grp, MAX(at_ms) FROM kills WHERE status IN ('pending','done') GROUP BY target, grp",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok(((r.text(0)?, r.text(1)?), from_ms(r.int(2)?))))
+        .collect()
     }
 
     /// Atomically check the group's minimum spacing and journal a pending kill.
     ///
-    /// `BEGIN IMMEDIATE` takes the write lock before reading, so of two runs racing for the same
-    /// group the second waits, then sees the first one's pending kill.
+    /// The write transaction is exclusive before it reads, so of two runs racing for the same group the
+    /// second waits, then sees the first one's pending kill.
     pub fn claim_kill(
         &mut self,
         run_id: &str,
@@ -43,47 +42,37 @@ impl Store {
         now: DateTime<Utc>,
         min_between: Option<TimeDelta>,
     ) -> Result<Claim, StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
+        let tx = self.write_tx()?;
         // Under the same write lock as the insert: once `simian halt` has committed, no kill is journaled.
-        if let Some(h) = super::halt::current(&tx).map_err(wrap)? {
+        if let Some(h) = super::halt::current(&tx)? {
             return Ok(Claim::Halted(h));
         }
         if let Some(min) = min_between {
-            let last: Option<i64> = tx
-                .query_row(
-                    "SELECT MAX(at_ms) FROM kills WHERE target = ?1 AND grp = ?2 AND status IN ('pending','done')",
-                    params![inst.target, inst.group],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(wrap)?
-                .flatten();
-            if let Some(last) = last.map(from_ms) {
+            let last = tx.row(
+                "SELECT MAX(at_ms) FROM kills WHERE target = ?1 AND grp = ?2 AND status IN ('pending','done')",
+                vals![&inst.target, &inst.group],
+            )?;
+            if let Some(last) = last.map(|r| r.opt_int(0)).transpose()?.flatten().map(from_ms) {
                 if now.signed_duration_since(last) < min {
                     return Ok(Claim::TooRecent(last));
                 }
             }
         }
-        tx.execute(
-            "INSERT INTO kills (run_id, target, grp, instance, at_ms, status) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
-            params![run_id, inst.target, inst.group, inst.id, ms(now)],
-        )
-        .map_err(wrap)?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(wrap)?;
+        let id = tx.scalar(
+            "INSERT INTO kills (run_id, target, grp, instance, at_ms, status) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')
+             RETURNING id",
+            vals![run_id, &inst.target, &inst.group, &inst.id, ms(now)],
+        )?;
+        tx.commit()?;
         Ok(Claim::Granted(id))
     }
 
     /// Mark a journaled kill as done or failed.
     pub fn finish_kill(&self, kill_id: i64, ok: bool) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE kills SET status = ?2 WHERE id = ?1",
-                params![kill_id, if ok { "done" } else { "failed" }],
-            )
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.exec(
+            "UPDATE kills SET status = ?2 WHERE id = ?1",
+            vals![kill_id, if ok { "done" } else { "failed" }],
+        )
+        .map(|_| ())
     }
 }

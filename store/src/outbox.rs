@@ -2,11 +2,10 @@
 //! and the day's announcement claims.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
-
 use simian_monkeys::Finding;
 
 use super::runs::RunRow;
+use super::sql::{vals, Sql};
 use super::{from_ms, ms, Store, StoreError};
 
 /// One undelivered (message, sink) pair.
@@ -48,146 +47,119 @@ impl Store {
         sinks: &[&str],
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
-        tx.execute(
-            "INSERT INTO outbox (created_ms, label, payload) VALUES (?1, ?2, ?3)",
-            params![ms(now), label, payload],
-        )
-        .map_err(wrap)?;
-        let id = tx.last_insert_rowid();
+        let tx = self.write_tx()?;
+        let id = tx.scalar(
+            "INSERT INTO outbox (created_ms, label, payload) VALUES (?1, ?2, ?3) RETURNING id",
+            vals![ms(now), label, payload],
+        )?;
         for sink in sinks {
-            tx.execute("INSERT INTO deliveries (outbox_id, sink) VALUES (?1, ?2)", params![id, sink])
-                .map_err(wrap)?;
+            tx.exec("INSERT INTO deliveries (outbox_id, sink) VALUES (?1, ?2)", vals![id, *sink])?;
         }
-        tx.commit().map_err(wrap)?;
+        tx.commit()?;
         Ok(id)
     }
 
     /// Undelivered messages, oldest first; only `sink`'s when given.
     pub fn pending(&self, sink: Option<&str>) -> Result<Vec<PendingDelivery>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT d.outbox_id, d.sink, o.created_ms, o.label, o.payload, d.parts_done, d.attempts, d.last_error
-                 FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
-                 WHERE d.delivered_ms IS NULL AND (?1 IS NULL OR d.sink = ?1)
-                 ORDER BY d.outbox_id, d.sink",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map(params![sink], |r| {
-                Ok(PendingDelivery {
-                    outbox_id: r.get(0)?,
-                    sink: r.get(1)?,
-                    created: from_ms(r.get(2)?),
-                    label: r.get(3)?,
-                    payload: r.get(4)?,
-                    parts_done: r.get(5)?,
-                    attempts: r.get(6)?,
-                    last_error: r.get(7)?,
-                })
+        self.rows(
+            "SELECT d.outbox_id, d.sink, o.created_ms, o.label, o.payload, d.parts_done, d.attempts, d.last_error
+             FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+             WHERE d.delivered_ms IS NULL AND (CAST(?1 AS TEXT) IS NULL OR d.sink = ?1)
+             ORDER BY d.outbox_id, d.sink",
+            vals![sink],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(PendingDelivery {
+                outbox_id: r.int(0)?,
+                sink: r.text(1)?,
+                created: from_ms(r.int(2)?),
+                label: r.text(3)?,
+                payload: r.text(4)?,
+                parts_done: r.count(5)?,
+                attempts: r.count(6)?,
+                last_error: r.opt_text(7)?,
             })
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+        })
+        .collect()
     }
 
     /// How many deliveries are still pending.
     pub fn pending_count(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM deliveries WHERE delivered_ms IS NULL", [], |r| r.get(0))
-            .map_err(|e| self.wrap(e))
+        self.scalar("SELECT COUNT(*) FROM deliveries WHERE delivered_ms IS NULL", &[])
     }
 
     /// The sink acknowledged `parts_done` parts of the message (a split chat report); kept so a retry
     /// resumes after them instead of posting them twice.
     pub fn delivery_progress(&self, outbox_id: i64, sink: &str, parts_done: u32) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE deliveries SET parts_done = ?3 WHERE outbox_id = ?1 AND sink = ?2",
-                params![outbox_id, sink, parts_done],
-            )
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.exec(
+            "UPDATE deliveries SET parts_done = ?3 WHERE outbox_id = ?1 AND sink = ?2",
+            vals![outbox_id, sink, parts_done],
+        )
+        .map(|_| ())
     }
 
     /// The sink has the whole message.
     pub fn delivered(&self, outbox_id: i64, sink: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE deliveries SET delivered_ms = ?3, last_error = NULL WHERE outbox_id = ?1 AND sink = ?2",
-                params![outbox_id, sink, ms(now)],
-            )
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.exec(
+            "UPDATE deliveries SET delivered_ms = ?3, last_error = NULL WHERE outbox_id = ?1 AND sink = ?2",
+            vals![outbox_id, sink, ms(now)],
+        )
+        .map(|_| ())
     }
 
     /// An attempt failed; the delivery stays pending.
     pub fn delivery_failed(&self, outbox_id: i64, sink: &str, error: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?3 WHERE outbox_id = ?1 AND sink = ?2",
-                params![outbox_id, sink, error],
-            )
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.exec(
+            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?3 WHERE outbox_id = ?1 AND sink = ?2",
+            vals![outbox_id, sink, error],
+        )
+        .map(|_| ())
     }
 
     /// The sink's retry state; `None` = healthy.
     pub fn backoff(&self, sink: &str) -> Result<Option<Backoff>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT failures, next_attempt_ms FROM sink_backoff WHERE sink = ?1",
-                params![sink],
-                |r| Ok(Backoff { failures: r.get(0)?, next_attempt: from_ms(r.get(1)?) }),
-            )
-            .optional()
-            .map_err(|e| self.wrap(e))
+        self.row("SELECT failures, next_attempt_ms FROM sink_backoff WHERE sink = ?1", vals![sink])?
+            .map(|r| Ok(Backoff { failures: r.count(0)?, next_attempt: from_ms(r.int(1)?) }))
+            .transpose()
     }
 
     /// Set (`Some`) or clear (`None`) the sink's retry state.
     pub fn set_backoff(&self, sink: &str, state: Option<(&Backoff, &str)>) -> Result<(), StoreError> {
-        let r = match state {
-            Some((b, error)) => self.conn.execute(
+        match state {
+            Some((b, error)) => self.exec(
                 "INSERT INTO sink_backoff (sink, failures, next_attempt_ms, last_error) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (sink) DO UPDATE SET failures = ?2, next_attempt_ms = ?3, last_error = ?4",
-                params![sink, b.failures, ms(b.next_attempt), error],
+                vals![sink, b.failures, ms(b.next_attempt), error],
             ),
-            None => self.conn.execute("DELETE FROM sink_backoff WHERE sink = ?1", params![sink]),
-        };
-        r.map(|_| ()).map_err(|e| self.wrap(e))
+            None => self.exec("DELETE FROM sink_backoff WHERE sink = ?1", vals![sink]),
+        }
+        .map(|_| ())
     }
 
     /// Drop fully delivered messages older than `before` (their findings stay in `findings`).
     pub fn prune_outbox(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.conn
-            .execute(
-                "DELETE FROM deliveries WHERE outbox_id IN (
-                    SELECT o.id FROM outbox o WHERE o.created_ms < ?1 AND o.sealed = 1
-                    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.outbox_id = o.id AND d.delivered_ms IS NULL));
-                 ",
-                params![ms(before)],
-            )
-            .and_then(|_| {
-                self.conn.execute(
-                    "DELETE FROM outbox WHERE created_ms < ?1 AND sealed = 1
-                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.outbox_id = outbox.id)",
-                    params![ms(before)],
-                )
-            })
-            .map_err(|e| self.wrap(e))
+        self.exec(
+            "DELETE FROM deliveries WHERE outbox_id IN (
+                SELECT o.id FROM outbox o WHERE o.created_ms < ?1 AND o.sealed = 1
+                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.outbox_id = o.id AND d.delivered_ms IS NULL))",
+            vals![ms(before)],
+        )?;
+        self.exec(
+            "DELETE FROM outbox WHERE created_ms < ?1 AND sealed = 1
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.outbox_id = outbox.id)",
+            vals![ms(before)],
+        )
+        .map(|n| n as usize)
     }
 
     /// Claim the day's announcement for a sink; false = already made (by this or another process).
     pub fn claim_announcement(&self, day: &str, sink: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO announcements (day, sink, at_ms) VALUES (?1, ?2, ?3)",
-                params![day, sink, ms(now)],
-            )
-            .map(|n| n == 1)
-            .map_err(|e| self.wrap(e))
+        self.exec(
+            "INSERT INTO announcements (day, sink, at_ms) VALUES (?1, ?2, ?3) ON CONFLICT (day, sink) DO NOTHING",
+            vals![day, sink, ms(now)],
+        )
+        .map(|n| n == 1)
     }
 }
 
@@ -214,21 +186,13 @@ pub struct Sealing {
 impl Store {
     /// Open messages, oldest first; only `run`'s when given.
     pub fn open_messages(&self, run: Option<&str>) -> Result<Vec<OpenMessage>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, run_id FROM outbox WHERE sealed = 0 AND (?1 IS NULL OR run_id = ?1) ORDER BY id",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map(params![run], |r| {
-                Ok(OpenMessage {
-                    outbox_id: r.get(0)?,
-                    run_id: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                })
-            })
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+        self.rows(
+            "SELECT id, run_id FROM outbox WHERE sealed = 0 AND (CAST(?1 AS TEXT) IS NULL OR run_id = ?1) ORDER BY id",
+            vals![run],
+        )?
+        .iter()
+        .map(|r| Ok(OpenMessage { outbox_id: r.int(0)?, run_id: r.opt_text(1)?.unwrap_or_default() }))
+        .collect()
     }
 
     /// Seal an open message in one transaction: `build` turns its findings into (label, payload), and one
@@ -241,47 +205,32 @@ impl Store {
         now: DateTime<Utc>,
         build: impl FnOnce(&Sealing) -> Result<(String, String), serde_json::Error>,
     ) -> Result<Option<Sealing>, StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
-        let run_id: Option<Option<String>> = tx
-            .query_row("SELECT run_id FROM outbox WHERE id = ?1 AND sealed = 0", params![outbox_id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(wrap)?;
-        let Some(run_id) = run_id else { return Ok(None) };
-        let run = match &run_id {
-            Some(id) => super::runs::run_row(&tx, id).map_err(wrap)?,
+        let tx = self.write_tx()?;
+        let Some(open) =
+            tx.row("SELECT run_id FROM outbox WHERE id = ?1 AND sealed = 0", vals![outbox_id])?
+        else {
+            return Ok(None);
+        };
+        let run = match open.opt_text(0)? {
+            Some(id) => super::runs::run_row(&tx, &id)?,
             None => None,
         };
-        let findings = {
-            let sql = format!(
-                "SELECT {} FROM findings WHERE outbox_id = ?1 ORDER BY id",
-                super::runs::FINDING_COLUMNS
-            );
-            let mut stmt = tx.prepare(&sql).map_err(wrap)?;
-            let rows =
-                stmt.query_map(params![outbox_id], |r| super::runs::row_finding(r, 0)).map_err(wrap)?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.extend(row.map_err(wrap)?);
-            }
-            out
-        };
-        let sealing = Sealing { outbox_id, run, findings };
-        let (label, payload) =
-            build(&sealing).map_err(|source| StoreError::Encode { path: path.clone(), source })?;
-        tx.execute(
-            "UPDATE outbox SET sealed = 1, label = ?2, payload = ?3, created_ms = ?4 WHERE id = ?1",
-            params![outbox_id, label, payload, ms(now)],
-        )
-        .map_err(wrap)?;
-        for sink in sinks {
-            tx.execute("INSERT INTO deliveries (outbox_id, sink) VALUES (?1, ?2)", params![outbox_id, sink])
-                .map_err(wrap)?;
+        let sql =
+            format!("SELECT {} FROM findings WHERE outbox_id = ?1 ORDER BY id", super::runs::FINDING_COLUMNS);
+        let mut findings = Vec::new();
+        for r in &tx.rows(&sql, vals![outbox_id])? {
+            findings.extend(super::runs::row_finding(r, 0)?);
         }
-        tx.commit().map_err(wrap)?;
+        let sealing = Sealing { outbox_id, run, findings };
+        let (label, payload) = build(&sealing).map_err(|e| self.encode(e))?;
+        tx.exec(
+            "UPDATE outbox SET sealed = 1, label = ?2, payload = ?3, created_ms = ?4 WHERE id = ?1",
+            vals![outbox_id, label, payload, ms(now)],
+        )?;
+        for sink in sinks {
+            tx.exec("INSERT INTO deliveries (outbox_id, sink) VALUES (?1, ?2)", vals![outbox_id, *sink])?;
+        }
+        tx.commit()?;
         Ok(Some(sealing))
     }
 
@@ -294,36 +243,25 @@ impl Store {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(wrap)?;
-        let held: Option<(String, i64)> = tx
-            .query_row("SELECT owner, until_ms FROM sink_claims WHERE sink = ?1", params![sink], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
-            .map_err(wrap)?;
-        if let Some((other, until_ms)) = held {
+        let tx = self.write_tx()?;
+        if let Some(r) = tx.row("SELECT owner, until_ms FROM sink_claims WHERE sink = ?1", vals![sink])? {
+            let (other, until_ms) = (r.text(0)?, r.int(1)?);
             if other != owner && until_ms > ms(now) && owner_alive(&other) {
                 return Ok(false);
             }
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO sink_claims (sink, owner, until_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT (sink) DO UPDATE SET owner = ?2, until_ms = ?3",
-            params![sink, owner, ms(until)],
-        )
-        .map_err(wrap)?;
-        tx.commit().map_err(wrap)?;
+            vals![sink, owner, ms(until)],
+        )?;
+        tx.commit()?;
         Ok(true)
     }
 
     /// Give the claim on `sink` back (only if `owner` holds it).
     pub fn release_sink(&self, sink: &str, owner: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM sink_claims WHERE sink = ?1 AND owner = ?2", params![sink, owner])
-            .map(|_| ())
-            .map_err(|e| self.wrap(e))
+        self.exec("DELETE FROM sink_claims WHERE sink = ?1 AND owner = ?2", vals![sink, owner]).map(|_| ())
     }
 }
 

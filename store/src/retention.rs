@@ -3,10 +3,9 @@
 //! sink has not acknowledged (and the findings they carry), open faults, and each group's last kill (Chaos
 //! Monkey's spacing reads it).
 
-use chrono::{DateTime, Utc};
-use rusqlite::params;
-
+use super::sql::{vals, Sql};
 use super::{ms, Store, StoreError};
+use chrono::{DateTime, Utc};
 
 /// Rows deleted per statement.
 const BATCH: usize = 5_000;
@@ -53,12 +52,20 @@ const STATEMENTS: &[(Counted, &str)] = &[
         "DELETE FROM faults WHERE id IN (
             SELECT id FROM faults WHERE state = 'reverted' AND created_ms < ?1 LIMIT ?2)",
     ),
-    (Counted::Not, "DELETE FROM health WHERE rowid IN (SELECT rowid FROM health WHERE updated_ms < ?1 LIMIT ?2)"),
-    (Counted::Not, "DELETE FROM fires WHERE rowid IN (SELECT rowid FROM fires WHERE at_ms < ?1 LIMIT ?2)"),
     (
         Counted::Not,
-        "DELETE FROM agents WHERE rowid IN (
-            SELECT a.rowid FROM agents a WHERE a.heartbeat_ms < ?1
+        "DELETE FROM health WHERE (target, instance) IN (
+            SELECT target, instance FROM health WHERE updated_ms < ?1 LIMIT ?2)",
+    ),
+    (
+        Counted::Not,
+        "DELETE FROM fires WHERE (policy, monkey, at_ms) IN (
+            SELECT policy, monkey, at_ms FROM fires WHERE at_ms < ?1 LIMIT ?2)",
+    ),
+    (
+        Counted::Not,
+        "DELETE FROM agents WHERE id IN (
+            SELECT a.id FROM agents a WHERE a.heartbeat_ms < ?1
             AND NOT EXISTS (SELECT 1 FROM faults f WHERE f.owner = a.id AND f.state IN ('intent', 'active'))
             LIMIT ?2)",
     ),
@@ -80,8 +87,7 @@ impl Store {
         let mut pruned = Pruned::default();
         for (counted, sql) in STATEMENTS {
             loop {
-                let n =
-                    self.conn.execute(sql, params![ms(before), BATCH as i64]).map_err(|e| self.wrap(e))?;
+                let n = self.exec(sql, vals![ms(before), BATCH as i64])? as usize;
                 match counted {
                     Counted::Findings => pruned.findings += n,
                     Counted::Runs => pruned.runs += n,
@@ -107,8 +113,8 @@ mod tests {
 
     /// The database's size in bytes, free pages included (SQLite reuses them; the file does not shrink).
     fn size(s: &Store) -> i64 {
-        let pages: i64 = s.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-        let page: i64 = s.conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let pages = s.scalar("PRAGMA page_count", &[]).unwrap();
+        let page = s.scalar("PRAGMA page_size", &[]).unwrap();
         pages * page
     }
 
@@ -117,7 +123,7 @@ mod tests {
     #[test]
     fn a_year_of_runs_stays_bounded_by_retention_and_keeps_what_must_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut s = Store::open(dir.path().join("s.db")).unwrap();
         let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
         let retention = TimeDelta::days(90);
         let f = |i: usize| {
@@ -162,7 +168,7 @@ mod tests {
             at_365 <= at_120 + at_120 / 10,
             "grew past retention: {at_120} bytes at day 120, {at_365} at 365"
         );
-        let count = |sql: &str| s.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        let count = |sql: &str| s.scalar(sql, &[]).unwrap();
         assert_eq!(count("SELECT COUNT(*) FROM runs WHERE id LIKE 'r%'"), 91, "90 days and today");
         assert_eq!(count("SELECT COUNT(*) FROM findings WHERE run_id = 'undelivered'"), 1);
         assert!(s.last_live_kills().unwrap().contains_key(&("lab".to_string(), "old".to_string())));

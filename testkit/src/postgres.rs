@@ -108,7 +108,12 @@ impl Postgres {
 
     /// Starts the (stopped) server again on the same port and data: the store comes back.
     pub fn start_again(&self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.data());
+        // Room for many pools: a test binary opens one per database, and each keeps up to 8 connections.
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400",
+            self.port,
+            self.data()
+        );
         let log = self.dir.path().join("data").join("server.log").display().to_string();
         self.run_pg("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"]);
     }
@@ -130,8 +135,13 @@ impl Postgres {
 
     /// Runs SQL with the cluster's `psql`; its output (unaligned, tuples only), or the error text.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
+        self.psql_in(DATABASE, sql)
+    }
+
+    /// [`Postgres::psql`] in database `db` (one made by [`Postgres::fresh_database`]: the last part of its URL).
+    pub fn psql_in(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", DATABASE, "-d", DATABASE])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", DATABASE, "-d", db])
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .map_err(|e| format!("cannot run psql: {e}"))?;
@@ -140,6 +150,72 @@ impl Postgres {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
+    }
+
+    /// Serves TLS too, with `leaf.pem` / `leaf.key` from `certs` (made by [`crate::tls::make_certificates`]);
+    /// clients choose (loopback is trusted either way), so a test sees which `sslmode` used TLS.
+    pub fn enable_ssl(&self, certs: &Path) {
+        let data = PathBuf::from(self.data());
+        for f in ["leaf.pem", "leaf.key"] {
+            std::fs::copy(certs.join(f), data.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+            if let Some(user) = self.run_as {
+                run(Command::new("chown").arg(format!("{user}:{user}")).arg(data.join(f)));
+            }
+        }
+        // The server refuses a key others can read.
+        run(Command::new("chmod").arg("600").arg(data.join("leaf.key")));
+        // One statement per call: ALTER SYSTEM cannot run inside the transaction a multi-statement -c is.
+        for sql in [
+            "ALTER SYSTEM SET ssl_cert_file = 'leaf.pem'",
+            "ALTER SYSTEM SET ssl_key_file = 'leaf.key'",
+            "ALTER SYSTEM SET ssl = on",
+            "SELECT pg_reload_conf()",
+        ] {
+            self.psql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.psql("SHOW ssl").as_deref() != Ok("on") {
+            assert!(std::time::Instant::now() < deadline, "TLS did not come on:\n{}", self.log());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// A new, empty database in this cluster; its URL.
+    pub fn fresh_database(&self) -> String {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!("t{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        self.psql(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        format!("postgres://{DATABASE}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// One cluster for the whole test process, started on first use; a watchdog stops it and removes its
+    /// folder once this process has exited (a static is never dropped).
+    pub fn shared() -> &'static Postgres {
+        static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let pg = Postgres::start();
+            let mut stop = pg.pg_command("pg_ctl");
+            stop.args(["-D", &pg.data(), "-m", "immediate", "-w", "stop"]);
+            let mut argv = vec![stop.get_program().to_os_string()];
+            argv.extend(stop.get_args().map(|a| a.to_os_string()));
+            // sh gets the pid, the folder and the stop command as arguments, never spliced into its script.
+            // It outlives this process by design (init reaps it), so it is never waited for.
+            #[allow(clippy::zombie_processes)]
+            let _watchdog = Command::new("sh")
+                .arg("-c")
+                .arg(r#"pid=$1; dir=$2; shift 2; while kill -0 "$pid" 2>/dev/null; do sleep 1; done; "$@" >/dev/null 2>&1; rm -rf "$dir""#)
+                .arg("watchdog")
+                .arg(std::process::id().to_string())
+                .arg(pg.dir.path())
+                .args(argv)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("the shared cluster's watchdog");
+            pg
+        })
     }
 
     /// The server's log so far (for failure messages).

@@ -209,3 +209,48 @@ pub fn of<'a>(r: &'a Value, action: &str, outcome: &str) -> Vec<&'a Value> {
         .filter(|f| f["action"] == action && f["outcome"] == outcome)
         .collect()
 }
+
+/// The store an end-to-end test runs on: the policy's default SQLite file, or a throwaway PostgreSQL
+/// cluster started for the test (stoppable mid-test).
+pub enum TestStore {
+    /// `simian.db` beside the policy.
+    Sqlite,
+    /// A cluster of the test's own.
+    Postgres(testkit::postgres::Postgres),
+}
+
+impl TestStore {
+    /// A fresh cluster with an empty `simian` database.
+    pub fn postgres() -> TestStore {
+        TestStore::Postgres(testkit::postgres::Postgres::start())
+    }
+
+    /// The policy's `store:` line ("" for the default file).
+    pub fn policy_line(&self) -> String {
+        match self {
+            TestStore::Sqlite => String::new(),
+            TestStore::Postgres(pg) => format!("store: {}\n", pg.url()),
+        }
+    }
+
+    /// `--store` for a daemon whose policy lives in another folder than `policy_dir`'s.
+    pub fn arg(&self, policy_dir: &Path) -> String {
+        match self {
+            TestStore::Sqlite => policy_dir.join("simian.db").display().to_string(),
+            TestStore::Postgres(pg) => pg.url(),
+        }
+    }
+
+    /// One integer from `sql` (a count), read beside simian.
+    pub fn count(&self, policy_dir: &Path, sql: &str) -> i64 {
+        match self {
+            TestStore::Sqlite => rusqlite::Connection::open(policy_dir.join("simian.db"))
+                .and_then(|db| db.query_row(sql, [], |r| r.get(0)))
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            TestStore::Postgres(pg) => {
+                let out = pg.psql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                out.parse().unwrap_or_else(|e| panic!("{sql}: {out:?}: {e}"))
+            }
+        }
+    }
+}

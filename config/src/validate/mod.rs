@@ -29,8 +29,8 @@ use crate::{Duration, MonkeyName};
 pub(crate) struct Resolved {
     /// The policy's timezone (UTC when invalid).
     pub tz: chrono_tz::Tz,
-    /// Store file.
-    pub store_path: std::path::PathBuf,
+    /// Where the store lives.
+    pub store: crate::StoreAt,
     /// Kill-switch file.
     pub kill_switch: Option<std::path::PathBuf>,
     /// Parsed calendar.
@@ -55,14 +55,25 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (
         );
     }
     let tz = timezone(&policy.timezone, &mut issues);
-    for (field, value) in [("store", &policy.store), ("kill_switch", &policy.kill_switch)] {
-        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+    let store_text = policy.store.as_ref().map(crate::Secret::expose);
+    for (field, value) in [("store", store_text), ("kill_switch", policy.kill_switch.as_deref())] {
+        if value.is_some_and(|v| v.trim().is_empty()) {
             issues.push(
-                Issue::at(vec![key(field)], "must not be empty").hint("give a file path, or remove the key"),
+                Issue::at(vec![key(field)], "must not be empty")
+                    .hint("give a file path or a postgres:// URL, or remove the key"),
             );
         }
     }
-    let store_path = base_dir.join(policy.store.as_deref().unwrap_or("simian.db"));
+    let store = match crate::StoreAt::parse(store_text.unwrap_or("simian.db"), base_dir) {
+        Ok(at) => at,
+        Err(why) => {
+            issues.push(Issue::at(vec![key("store")], why).hint(
+                "give a file path (SQLite, one machine) or postgres://user@host:5432/db (a fleet); put the \
+                 password in ${VAR} or PGPASSWORD",
+            ));
+            crate::StoreAt::File(base_dir.join("simian.db"))
+        }
+    };
     let kill_switch = policy.kill_switch.as_deref().map(|k| base_dir.join(k));
     let calendar = policy.calendar.as_ref().map(|c| calendar(c, &mut issues));
     if policy.opt_in.tag.is_empty() {
@@ -92,7 +103,7 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (
     sinks(policy, &mut issues);
     let schedules = monkeys(policy, all_targets, &mut issues);
     let steady_state = steady::steady_state(policy, &mut issues);
-    let resolved = Resolved { tz, store_path, kill_switch, calendar, schedules, steady_state };
+    let resolved = Resolved { tz, store, kill_switch, calendar, schedules, steady_state };
     (resolved, issues)
 }
 

@@ -293,7 +293,7 @@ impl<'a, 'c, A: Actuator> Round<'a, 'c, A> {
     /// Where this run's findings go: a connection of its own, so findings are recorded the moment they
     /// are made while the round holds its journal connection.
     fn out(&self) -> Result<Out<'a>, RunError> {
-        let store = Store::open(self.store.path())?;
+        let store = Store::open(self.store.at())?;
         Ok(Out::new(store, self.run_id.clone(), self.mode, self.policy, self.ctx.poster, &*self.ctx.clock))
     }
 

@@ -1,5 +1,6 @@
 //! Undo journaled faults: restore each through its target, mark the journal, report each as a finding.
 
+use chrono::{DateTime, Utc};
 use simian_monkeys::{Action, Actuator, Finding, Outcome, Severity, Undo};
 use tracing::{info, warn};
 
@@ -68,22 +69,31 @@ impl<A: Actuator> Round<'_, '_, A> {
                 message,
                 details: Default::default(),
             };
-            // A journal write that fails never stops the next restore: the fault stays open in the journal
-            // and a later revert restores it again (restores are idempotent).
-            let unrecorded = |r: Result<(), crate::store::StoreError>| match r {
-                Ok(()) => String::new(),
-                Err(e) => {
-                    warn!(instance = %fault.instance, error = %crate::chain(&e), "cannot record the revert in the journal");
-                    format!(
-                        " (not recorded in the journal: {}; a later revert will restore it again)",
-                        crate::chain(&e)
-                    )
+            // A journal write that fails never stops the next restore. A revert is kept to be recorded when
+            // the store is back (a daemon does so); until then the fault stays open in the journal, and a
+            // later revert restores it again (restores are idempotent).
+            let at = self.store.at().clone();
+            let unrecorded = |r: Result<(), crate::store::StoreError>,
+                              reverted: Option<(DateTime<Utc>, Option<&str>)>| {
+                match r {
+                    Ok(()) => String::new(),
+                    Err(e) => {
+                        warn!(instance = %fault.instance, error = %crate::chain(&e), "cannot record the revert in the journal");
+                        if let Some((when, note)) = reverted {
+                            crate::store::defer_reverted(&at, fault.id, when, note);
+                        }
+                        format!(
+                            " (not recorded in the journal yet: {}; recorded when the store is back)",
+                            crate::chain(&e)
+                        )
+                    }
                 }
             };
             match self.ctx.actuator.restore(&fault.target, &fault.undo).await {
                 Ok(note) => {
+                    let now = self.clock().now();
                     let unrecorded =
-                        unrecorded(self.store.fault_reverted(fault.id, self.clock().now(), None));
+                        unrecorded(self.store.fault_reverted(fault.id, now, None), Some((now, None)));
                     info!(instance = %fault.instance, kind = %fault.kind, "fault reverted");
                     out.push(finding(
                         Outcome::Done,
@@ -92,7 +102,11 @@ impl<A: Actuator> Round<'_, '_, A> {
                     ));
                 }
                 Err(e) if instance_gone(&e.0) => {
-                    let _ = unrecorded(self.store.fault_reverted(fault.id, self.clock().now(), Some(&e.0)));
+                    let now = self.clock().now();
+                    let _ = unrecorded(
+                        self.store.fault_reverted(fault.id, now, Some(&e.0)),
+                        Some((now, Some(&e.0))),
+                    );
                     out.push(finding(
                         Outcome::Skipped,
                         Severity::Info,
@@ -100,7 +114,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                     ));
                 }
                 Err(e) => {
-                    let _ = unrecorded(self.store.fault_revert_failed(fault.id, &e.0));
+                    let _ = unrecorded(self.store.fault_revert_failed(fault.id, &e.0), None);
                     warn!(instance = %fault.instance, error = %e, "revert failed; the fault stays in the journal");
                     out.push(finding(
                         Outcome::Failed,

@@ -40,13 +40,18 @@ impl<'a> Out<'a> {
         Out { store, run_id, mode, policy, sinks, poster, clock, findings: Vec::new(), failed: None }
     }
 
-    /// Record one finding now.
+    /// Record one finding now; one the store cannot take (it is down) waits in this process and is recorded
+    /// when the store is back.
     pub fn push(&mut self, f: Finding) {
+        let now = self.clock.now();
         if self.failed.is_none() {
-            if let Err(e) = self.store.add_finding(&self.run_id, self.clock.now(), self.mode, &f) {
+            if let Err(e) = self.store.add_finding(&self.run_id, now, self.mode, &f) {
                 error!(error = %crate::chain(&e), "cannot record a finding; the round stops at its next step");
                 self.failed = Some(e);
             }
+        }
+        if self.failed.is_some() {
+            crate::store::defer_finding(self.store.at(), &self.run_id, now, self.mode, &f);
         }
         self.findings.push(f);
     }
