@@ -111,10 +111,12 @@ impl StoreAt {
                     return Err(format!("sslmode `{v}` is not one of {}", SSL_MODES.join(", ")));
                 }
                 "sslmode" | "sslrootcert" | "connect_timeout" | "application_name" | "options" => {}
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "unknown URL parameter `{other}`; simian reads sslmode, sslrootcert, connect_timeout, \
                          application_name and options"
-                )),
+                ))
+                }
             }
         }
         Ok(StoreAt::Postgres(PostgresUrl(url)))
