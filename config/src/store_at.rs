@@ -6,6 +6,22 @@ use std::path::{Path, PathBuf};
 /// The `sslmode` values simian honours (libpq's names).
 pub const SSL_MODES: &[&str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
 
+/// The URL parameters simian passes on to the driver (`sslrootcert` it reads itself).
+const URL_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "host",
+    "port",
+    "user",
+    "dbname",
+    "connect_timeout",
+    "application_name",
+    "options",
+    "keepalives",
+    "keepalives_idle",
+    "target_session_attrs",
+];
+
 /// Where the store lives.
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreAt {
@@ -96,13 +112,16 @@ impl StoreAt {
             return Ok(StoreAt::File(base.join(text)));
         }
         let url = url::Url::parse(text.trim()).map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
-        if url.host_str().is_none_or(str::is_empty) {
+        let param = |name: &str| url.query_pairs().any(|(k, v)| k == name && !v.is_empty());
+        // As libpq: the host, user and database in the URL's parts or as parameters (`?host=/run/postgresql`
+        // for a Unix socket).
+        if url.host_str().is_none_or(str::is_empty) && !param("host") {
             return Err("the PostgreSQL URL names no host: postgres://user@host:5432/simian".into());
         }
-        if url.username().is_empty() {
+        if url.username().is_empty() && !param("user") {
             return Err("the PostgreSQL URL names no user: postgres://user@host:5432/simian".into());
         }
-        if url.path().trim_start_matches('/').is_empty() {
+        if url.path().trim_start_matches('/').is_empty() && !param("dbname") {
             return Err("the PostgreSQL URL names no database: postgres://user@host:5432/simian".into());
         }
         for (k, v) in url.query_pairs() {
@@ -110,12 +129,13 @@ impl StoreAt {
                 "sslmode" if !SSL_MODES.contains(&v.as_ref()) => {
                     return Err(format!("sslmode `{v}` is not one of {}", SSL_MODES.join(", ")));
                 }
-                "sslmode" | "sslrootcert" | "connect_timeout" | "application_name" | "options" => {}
+                "password" => {
+                    return Err("put the password in ${VAR} in the URL's user part, or in PGPASSWORD".into());
+                }
+                k if URL_PARAMETERS.contains(&k) => {}
                 other => {
-                    return Err(format!(
-                    "unknown URL parameter `{other}`; simian reads sslmode, sslrootcert, connect_timeout, \
-                         application_name and options"
-                ))
+                    let known = URL_PARAMETERS.join(", ");
+                    return Err(format!("unknown URL parameter `{other}`; simian reads {known}"));
                 }
             }
         }
@@ -145,6 +165,8 @@ mod tests {
         assert_eq!(pg.to_string(), "postgres://simian:***@db.lab:5432/simian?sslmode=require");
         assert!(!format!("{pg:?}").contains("s3cret"));
         assert!(StoreAt::parse("postgresql://u@h/d", base).is_ok());
+        // A Unix socket, as libpq writes it.
+        assert!(StoreAt::parse("postgresql:///simian?host=/run/postgresql&user=simian", base).is_ok());
     }
 
     #[test]
@@ -156,6 +178,7 @@ mod tests {
             ("postgres://u:pw@h:5432", "no database"),
             ("postgres://u:pw@h/d?sslmode=always", "sslmode `always`"),
             ("postgres://u:pw@h/d?pool=3", "unknown URL parameter `pool`"),
+            ("postgres://u@h/d?password=pw", "PGPASSWORD"),
             ("postgres://u:pw@h:99999/d", "not a valid PostgreSQL URL"),
             ("mysql://u:pw@h/d", "give a file path or a postgres:// URL"),
         ] {

@@ -477,6 +477,23 @@ mod tests {
     }
 
     #[test]
+    fn a_unix_socket_url_reaches_the_server() {
+        let pg = testkit::postgres::Postgres::shared();
+        let url =
+            format!("postgresql:///simian?host={}&port={}&user=simian", pg.socket_dir().display(), pg.port());
+        let s = Store::open(StoreAt::parse(&url, std::path::Path::new("/")).unwrap()).unwrap();
+        // No TCP peer: the session is on the socket.
+        assert_eq!(
+            s.scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = pg_backend_pid() AND client_port = -1",
+                &[]
+            )
+            .unwrap(),
+            1
+        );
+    }
+
+    #[test]
     fn placeholders_become_dollars_and_nothing_else_changes() {
         assert_eq!(
             dollars("SELECT ?1, ?12 WHERE a = '?' AND b = ?2"),

@@ -128,6 +128,11 @@ impl Postgres {
         format!("postgres://{DATABASE}@127.0.0.1:{}/{DATABASE}", self.port)
     }
 
+    /// The folder holding the server's Unix socket (`.s.PGSQL.PORT`).
+    pub fn socket_dir(&self) -> PathBuf {
+        PathBuf::from(self.data())
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
