@@ -169,18 +169,11 @@ pub async fn revert(a: RevertArgs) -> Result<ExitCode> {
     print_report(&report, a.format)
 }
 
-/// The longest `--reason` a halt takes.
-const MAX_REASON: usize = 500;
-
 /// `simian halt`: record the halt, then see every active fault reverted. Exit 1 if a revert failed.
 pub async fn halt(a: HaltArgs) -> Result<ExitCode> {
     // The reason goes into every refused action's finding and chat message: one line, bounded.
-    if let Some(r) = &a.reason {
-        if r.chars().count() > MAX_REASON || r.chars().any(char::is_control) {
-            return Err(anyhow::Error::new(BadInput(format!(
-                "--reason must be one line of at most {MAX_REASON} characters (it is in every finding the halt causes)"
-            ))));
-        }
+    if let Some(why) = a.reason.as_deref().and_then(store::halt_reason_problem) {
+        return Err(anyhow::Error::new(BadInput(format!("--reason {why}"))));
     }
     let p = a.policy.load()?;
     let opts = RunOptions { shutdown: shutdown_on_signals(), ..RunOptions::default() };

@@ -6,108 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::daemon::*;
 use common::*;
 use serde_json::Value;
 use testkit::receiver::Receiver;
-
-const TOKEN: &str = "d43m0n-T0KEN-9a8b";
-
-/// A running daemon whose stderr is collected line by line.
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    fn start(policy: &std::path::Path, rx: &Receiver) -> Daemon {
-        Daemon::start_with(policy, rx, &[])
-    }
-
-    /// A daemon with more arguments (`--store` to share another policy's store, say).
-    fn start_with(policy: &std::path::Path, rx: &Receiver, extra: &[&str]) -> Daemon {
-        let port = testkit::free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_simian"))
-            .args(["daemon", "--policy", p(policy), "--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .env("SIMIAN_WEBHOOK_URL", rx.url(&format!("/hook/{TOKEN}")))
-            .env("SIMIAN_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (stderr, sink) = (child.stderr.take().unwrap(), log.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let d = Daemon { child, port, log };
-        assert!(d.wait_log("serving /metrics", 10), "daemon did not start:\n{}", d.log());
-        d
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    fn wait_log(&self, needle: &str, secs: u64) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (status, text)
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
-        assert!(ok);
-    }
-
-    /// Wait for exit; the exit status and how long it took.
-    fn wait_exit(&mut self, secs: u64) -> (Option<i32>, Duration) {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(secs) {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return (st.code(), t.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        (None, t.elapsed())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Seconds until just after the next minute boundary (cron fires on the minute).
-fn secs_to_next_minute() -> u64 {
-    let now = chrono::Utc::now();
-    60 - u64::from(chrono::Timelike::second(&now))
-}
 
 #[test]
 fn per_minute_isolation_never_overlaps_and_sigterm_reverts_within_30s() {

@@ -56,6 +56,19 @@ pub struct Policy {
     /// open faults and each group's last kill are kept whatever their age.
     #[serde(default)]
     pub retention: Option<Duration>,
+    /// The daemon's control room (`/` and `/api/v1/…`): who may act through it.
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+}
+
+/// `api:` — access to the daemon's control room.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The bearer token every POST needs (and, when the daemon listens beyond loopback, every API request);
+    /// without one the POST endpoints answer 403. Give it as `${SIMIAN_API_TOKEN}`.
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 impl Policy {

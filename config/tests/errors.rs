@@ -200,7 +200,7 @@ fn load_reads_a_file_and_reports_its_name() {
     let e = load(&file).expect_err("invalid");
     assert_eq!(
         e.to_string(),
-        format!("{}:2:1: unknown key `mood` (hint: did you mean `mode`? allowed keys: `version`, `enabled`, `mode`, `timezone`, `store`, `kill_switch`, `calendar`, `opt_in`, `exclude`, `targets`, `monkeys`, `name`, `sinks`, `steady_state`, `retention`)", file.display())
+        format!("{}:2:1: unknown key `mood` (hint: did you mean `mode`? allowed keys: `version`, `enabled`, `mode`, `timezone`, `store`, `kill_switch`, `calendar`, `opt_in`, `exclude`, `targets`, `monkeys`, `name`, `sinks`, `steady_state`, `retention`, `api`)", file.display())
     );
     let e = load(&dir.path().join("missing.yaml")).expect_err("missing");
     assert!(e.to_string().contains("cannot read policy"), "{e}");

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::calendar::Calendar;
+use crate::control::{Control, ControlRequest, RevertRefused};
 use crate::engine::Engine;
 use crate::http::HttpState;
 use crate::run::RunOptions;
@@ -112,6 +113,10 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
     drop(store);
     let heartbeat = Arc::new(AtomicI64::new(opts.clock.now().timestamp()));
     let store_health = Arc::new(crate::http::StoreHealth::default());
+    let agent = AgentId::this_process(AgentKind::Daemon);
+    // The control room sees the policy the loop runs (updated on reload) and asks the loop to revert.
+    let (policy_tx, policy_rx) = tokio::sync::watch::channel(Arc::new(policy.clone()));
+    let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(16);
     if let Some(addr) = opts.listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -121,17 +126,23 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
         if let Some(f) = opts.on_listen.take() {
             f(bound);
         }
+        let control = Control {
+            policy: policy_rx,
+            requests: control_tx,
+            loopback: bound.ip().is_loopback(),
+            agent: agent.id.clone(),
+        };
         let state = HttpState::new(
             metrics.clone(),
             heartbeat.clone(),
             opts.clock.clone(),
             policy.store.clone(),
             store_health.clone(),
+            control,
         );
         let cap = crate::http::connection_cap();
         tokio::spawn(crate::http::serve(listener, Arc::new(state), cap, opts.shutdown.clone()));
     }
-    let agent = AgentId::this_process(AgentKind::Daemon);
     Store::open(&policy.store)?.register_agent(&agent, opts.clock.now())?;
     info!(agent = %agent.id, "registered as an agent");
     let engine = Arc::new(
@@ -186,6 +197,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
             _ = tokio::time::sleep(wait) => {}
             _ = opts.shutdown.cancelled() => break,
             _ = halt_tick.tick() => d.tick_store().await,
+            Some(req) = control_rx.recv() => d.control(req).await,
             Some(()) = opts.reload.recv() => match loading {
                 Some(_) => again = true,
                 None => loading = Some(d.start_reload()),
@@ -198,7 +210,10 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
             }, if loading.is_some() => {
                 loading = None;
                 match done {
-                    Ok(loaded) => d.reloaded(loaded),
+                    Ok(loaded) => {
+                        d.reloaded(loaded);
+                        policy_tx.send_replace(Arc::new(d.policy.clone()));
+                    }
                     Err(e) => error!(error = %e, "policy reload failed, keeping the previous policy"),
                 }
                 if std::mem::take(&mut again) {
@@ -453,6 +468,35 @@ impl Daemon {
         match self.engine.revert_faults(due, &opts).await {
             Ok(report) => self.metrics.record_report(&report),
             Err(e) => error!(error = %crate::chain(&e), "cannot restore the faults taken over"),
+        }
+    }
+
+    /// A request from the control room: revert one open fault now, whoever holds it (an operator's
+    /// command, as `simian revert` is).
+    async fn control(&mut self, req: ControlRequest) {
+        match req {
+            ControlRequest::Revert { id, reply } => {
+                let open = self.engine.store().and_then(|s| s.open_faults(None));
+                let answer = match open {
+                    Err(e) => Err(RevertRefused::Failed(format!("the store: {}", crate::chain(&e)))),
+                    Ok(open) => match open.into_iter().find(|f| f.id == id) {
+                        None => Err(RevertRefused::NotOpen),
+                        Some(f) => {
+                            warn!(fault = id, instance = %f.instance, "reverting a fault from the control room");
+                            let opts =
+                                RunOptions { shutdown: self.shutdown.clone(), ..RunOptions::default() };
+                            match self.engine.revert_faults(vec![f], &opts).await {
+                                Ok(report) => {
+                                    self.metrics.record_report(&report);
+                                    Ok(report)
+                                }
+                                Err(e) => Err(RevertRefused::Failed(crate::chain(&e))),
+                            }
+                        }
+                    },
+                };
+                let _ = reply.send(answer);
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! The daemon's HTTP face: `/metrics` and `/healthz`, hardened for a shared host — a cap on connections
+//! The daemon's HTTP face: `/metrics`, `/healthz` and the control room (`crate::control`), hardened for a
+//! shared host — a cap on connections
 //! derived from the descriptor limit (so the store, executors and reverts always have descriptors left),
 //! a header-read timeout and a bound on each connection's life, and no store work on the async workers:
 //! `/healthz` reads only the loop's heartbeat, `/metrics` refreshes its gauges on a blocking thread with a
@@ -47,6 +48,8 @@ pub struct HttpState {
     refreshing: Arc<AtomicBool>,
     /// Whether the loop's last use of the store succeeded (`/healthz` says so without touching the store).
     store: Arc<StoreHealth>,
+    /// The control room's view of the daemon.
+    pub control: crate::control::Control,
 }
 
 /// Whether the store answers, as the daemon's loop last found it.
@@ -99,8 +102,17 @@ impl HttpState {
         clock: Arc<dyn Clock>,
         store_at: simian_store::StoreAt,
         store: Arc<StoreHealth>,
+        control: crate::control::Control,
     ) -> Self {
-        HttpState { metrics, heartbeat, clock, store_at, refreshing: Arc::new(AtomicBool::new(false)), store }
+        HttpState {
+            metrics,
+            heartbeat,
+            clock,
+            store_at,
+            refreshing: Arc::new(AtomicBool::new(false)),
+            store,
+            control,
+        }
     }
 }
 
@@ -150,7 +162,7 @@ pub async fn serve(
             let _permit = permit;
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &state).await) }
+                async move { Ok::<_, Infallible>(handle(req, &state).await) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let conn = hyper::server::conn::http1::Builder::new()
@@ -185,7 +197,7 @@ async fn refresh_gauges(state: &HttpState) {
     }
 }
 
-async fn handle<B>(req: &Request<B>, state: &HttpState) -> Response<Full<Bytes>> {
+async fn handle(req: Request<hyper::body::Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, ctype: &str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -215,6 +227,6 @@ async fn handle<B>(req: &Request<B>, state: &HttpState) -> Response<Full<Bytes>>
                 )
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics or /healthz\n".into()),
+        _ => crate::control::handle(req, state).await,
     }
 }

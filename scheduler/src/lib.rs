@@ -5,6 +5,7 @@
 pub mod announce;
 pub mod calendar;
 pub mod clock;
+pub mod control;
 pub mod daemon;
 pub mod engine;
 pub mod http;

@@ -67,6 +67,8 @@ pub struct OpenFault {
     pub undo: Undo,
     /// `intent` (maybe applied, maybe not) or `active`.
     pub state: FaultState,
+    /// When it was journaled (just before it was applied).
+    pub created: DateTime<Utc>,
     /// When it is due to be reverted.
     pub expires: DateTime<Utc>,
     /// Last revert error, if a revert failed before.
@@ -143,7 +145,7 @@ impl Store {
     pub fn open_faults(&self, expired_at: Option<DateTime<Utc>>) -> Result<Vec<OpenFault>, StoreError> {
         let limit = expired_at.map(ms).unwrap_or(i64::MAX);
         let rows = self.rows(
-            "SELECT id, run_id, monkey, kind, target, instance, grp, zone, undo, state, expires_ms, error, owner
+            "SELECT id, run_id, monkey, kind, target, instance, grp, zone, undo, state, expires_ms, error, owner, created_ms
              FROM faults WHERE state IN ('intent', 'active') AND expires_ms <= ?1 ORDER BY id",
             vals![limit],
         )?;
@@ -188,6 +190,7 @@ fn open_fault(r: &Row) -> Result<Option<OpenFault>, StoreError> {
         zone: r.opt_text(7)?,
         undo,
         state,
+        created: from_ms(r.int(13)?),
         expires: from_ms(r.int(10)?),
         error: r.opt_text(11)?,
         owner: r.opt_text(12)?,

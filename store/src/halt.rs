@@ -26,6 +26,17 @@ impl std::fmt::Display for Halt {
     }
 }
 
+/// The longest reason a halt takes.
+pub const MAX_HALT_REASON: usize = 500;
+
+/// What is wrong with a halt's reason, if anything (`must be …`): it goes into every refused action's finding and chat
+/// message, so it is one line of at most [`MAX_HALT_REASON`] characters.
+pub fn halt_reason_problem(reason: &str) -> Option<String> {
+    (reason.chars().count() > MAX_HALT_REASON || reason.chars().any(char::is_control)).then(|| {
+        format!("must be one line of at most {MAX_HALT_REASON} characters (it is in every finding the halt causes)")
+    })
+}
+
 impl Store {
     /// Records a halt; when one already stands it is kept (and returned with `false`).
     pub fn halt(

@@ -19,13 +19,13 @@ mod sql;
 pub use agents::{AgentId, AgentKind, AgentRow, LEASE_RENEW, LEASE_TTL};
 pub use deferred::{defer_finding, defer_reverted, deferred_count};
 pub use faults::{FaultKind, FaultState, OpenFault};
-pub use halt::{who, Halt};
+pub use halt::{halt_reason_problem, who, Halt, MAX_HALT_REASON};
 pub use health::HealthRow;
 pub use kills::Claim;
 pub use outbox::{host_name, owner_id, Backoff, OpenMessage, PendingDelivery, Sealing};
 pub use pg::PgFailure;
 pub use retention::Pruned;
-pub use runs::{ActionCount, HistoryEntry, RunRow};
+pub use runs::{ActionCount, FindingFilter, HistoryEntry, RunRow, StoredFinding};
 pub use simian_config::StoreAt;
 
 use std::path::{Path, PathBuf};
@@ -462,6 +462,36 @@ mod tests {
     }
 
     crate::tests::on_both_backends! {
+        fn findings_page_newest_first_by_filter(at) {
+            let mut s = Store::open(&at).unwrap();
+            let t0 = Utc::now();
+            s.begin_run("r", 1, Mode::Live, t0).unwrap();
+            let mk = |m: MonkeyName, sev: Severity, o: Outcome, i: usize| {
+                Finding::about(m, Action::Terminate, o, sev, &inst("web"), format!("f{i}"))
+            };
+            for i in 0..30 {
+                let (m, sev) = if i % 3 == 0 { (MonkeyName::Gorilla, Severity::Warning) } else { (MonkeyName::Chaos, Severity::Info) };
+                let o = if i % 2 == 0 { Outcome::Done } else { Outcome::Skipped };
+                s.add_finding("r", t0, Mode::Live, &mk(m, sev, o, i)).unwrap();
+            }
+            let page = |f: FindingFilter| -> Vec<String> {
+                s.findings(&f).unwrap().into_iter().map(|x| x.entry.finding.message).collect()
+            };
+            assert_eq!(page(FindingFilter { limit: 3, ..Default::default() }), ["f29", "f28", "f27"]);
+            let gorilla = FindingFilter { monkey: Some("gorilla".into()), limit: 4, ..Default::default() };
+            assert_eq!(page(gorilla.clone()), ["f27", "f24", "f21", "f18"]);
+            // The next page starts below the last id seen.
+            let last = s.findings(&gorilla).unwrap().last().unwrap().id;
+            assert_eq!(page(FindingFilter { before: Some(last), ..gorilla }), ["f15", "f12", "f9", "f6"]);
+            let warn_done = FindingFilter {
+                severity: Some("warning".into()),
+                outcome: Some("done".into()),
+                limit: 100,
+                ..Default::default()
+            };
+            assert_eq!(page(warn_done), ["f24", "f18", "f12", "f6", "f0"]);
+        }
+
         fn claim_enforces_min_spacing_and_failed_kills_do_not_count(at) {
             let mut s = Store::open(&at).unwrap();
             let now = Utc::now();

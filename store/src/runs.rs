@@ -172,6 +172,56 @@ impl Store {
     }
 }
 
+/// Which findings [`Store::findings`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingFilter {
+    /// Only this monkey's (its name in the store, e.g. `gorilla`).
+    pub monkey: Option<String>,
+    /// Only this severity (`info`, `warning`, `critical`).
+    pub severity: Option<String>,
+    /// Only this outcome (`planned`, `done`, `failed`, `skipped`).
+    pub outcome: Option<String>,
+    /// Only those recorded before the finding with this id (the next page).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A stored finding with its id (a page's cursor) and run context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFinding {
+    /// Its id in the store: newer findings have larger ids.
+    pub id: i64,
+    /// The finding with its run context.
+    pub entry: HistoryEntry,
+}
+
+impl Store {
+    /// The newest findings that pass `filter`, newest first: one indexed scan, however large the store.
+    pub fn findings(&self, filter: &FindingFilter) -> Result<Vec<StoredFinding>, StoreError> {
+        let sql = format!(
+            "SELECT id, run_id, at_ms, mode, {FINDING_COLUMNS} FROM findings
+             WHERE (CAST(?1 AS TEXT) IS NULL OR monkey = ?1) AND (CAST(?2 AS TEXT) IS NULL OR severity = ?2)
+               AND (CAST(?3 AS TEXT) IS NULL OR outcome = ?3) AND id < ?4
+             ORDER BY id DESC LIMIT ?5"
+        );
+        let f = filter;
+        let before = f.before.unwrap_or(i64::MAX);
+        let rows = self.rows(
+            &sql,
+            vals![f.monkey.as_deref(), f.severity.as_deref(), f.outcome.as_deref(), before, f.limit],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(finding) = row_finding(r, 4)? else { continue };
+            let mode = r.text(3)?.parse().unwrap_or(Mode::DryRun);
+            let entry = HistoryEntry { run_id: r.text(1)?, at: from_ms(r.int(2)?), mode, finding };
+            out.push(StoredFinding { id: r.int(0)?, entry });
+        }
+        Ok(out)
+    }
+}
+
 /// The columns [`row_finding`] reads, in order.
 pub(super) const FINDING_COLUMNS: &str =
     "monkey, action, outcome, target, instance, grp, zone, severity, message, details";

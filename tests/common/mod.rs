@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod daemon;
+
 pub fn simian(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_simian"))
         .args(args)

@@ -75,6 +75,15 @@ pub(crate) fn validate(policy: &Policy, base_dir: &Path, all_targets: bool) -> (
         }
     };
     let kill_switch = policy.kill_switch.as_deref().map(|k| base_dir.join(k));
+    if let Some(token) = policy.api.as_ref().and_then(|a| a.token.as_ref()) {
+        // Short tokens are guessable; a bearer token is all that stands between the network and HALT.
+        if token.expose().chars().count() < 16 {
+            issues.push(
+                Issue::at(vec![key("api"), key("token")], "the API token is shorter than 16 characters")
+                    .hint("use a random one, e.g. `openssl rand -hex 32`, given as ${SIMIAN_API_TOKEN}"),
+            );
+        }
+    }
     let calendar = policy.calendar.as_ref().map(|c| calendar(c, &mut issues));
     if policy.opt_in.tag.is_empty() {
         issues.push(Issue::at(vec![key("opt_in"), key("tag")], "the opt-in tag must not be empty"));

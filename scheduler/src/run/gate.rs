@@ -164,6 +164,7 @@ impl<A: Actuator> Round<'_, '_, A> {
                             zone: inst.zone.clone(),
                             undo: undo.clone(),
                             state: FaultState::Intent,
+                            created: now,
                             expires,
                             error: None,
                             owner: owner.map(str::to_string),
