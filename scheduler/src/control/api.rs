@@ -64,13 +64,28 @@ fn route(method: &Method, path: &str) -> Result<Call, (StatusCode, String)> {
     Ok(call)
 }
 
+/// The one method `path` takes, for a 405's `Allow` header.
+fn allowed(path: &str) -> &'static str {
+    match path.rsplit('/').next() {
+        Some("halt" | "resume" | "revert") => "POST",
+        _ => "GET",
+    }
+}
+
+/// A 405 with the `Allow` header RFC 9110 asks for.
+fn not_allowed(why: String, allow: &'static str) -> Response<Full<Bytes>> {
+    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, why);
+    r.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
+    r
+}
+
 /// Serve the page, its assets and the API.
 pub async fn handle(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     if !path.starts_with("/api/v1/") {
         return match (req.method(), asset(&path)) {
             (&Method::GET | &Method::HEAD, Some(r)) => r,
-            (_, Some(_)) => error(StatusCode::METHOD_NOT_ALLOWED, "the page takes GET"),
+            (_, Some(_)) => not_allowed("the page takes GET".into(), "GET, HEAD"),
             (_, None) => {
                 error(StatusCode::NOT_FOUND, "not found; try /, /api/v1/status, /metrics or /healthz")
             }
@@ -78,6 +93,7 @@ pub async fn handle(req: Request<Incoming>, state: &HttpState) -> Response<Full<
     }
     let call = match route(req.method(), &path) {
         Ok(c) => c,
+        Err((StatusCode::METHOD_NOT_ALLOWED, why)) => return not_allowed(why, allowed(&path)),
         Err((status, why)) => return error(status, why),
     };
     let control = &state.control;
