@@ -130,6 +130,13 @@ async fn halt_from_the_page_ends_the_hold_and_the_page_follows_live() {
     c.goto(&base).await.unwrap();
     until(10, "two fault rows", || async { rows(&c).await == 2 }).await;
     assert!(text(&c, "#mode").await.contains("LIVE"));
+    until(20, "the fleet's groups", || async {
+        c.find_all(Locator::Css("#fleet details")).await.map_or(0, |v| v.len()) == 2
+    })
+    .await;
+    assert!(text(&c, "#fleet details[data-group='lab/web'] summary")
+        .await
+        .contains("2 instances, 2 eligible"));
     let first = text(&c, "tr[data-fault] .countdown").await;
     assert!(first.contains(" s"), "no countdown: {first:?}");
     tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -83,6 +83,19 @@ fn the_control_room_lists_the_hold_reverts_one_fault_and_halts_only_with_the_tok
         "{found}"
     );
 
+    // The fleet: every instance with its eligibility, per group.
+    let fleet_view = body(&d.request("GET", "/api/v1/fleet", &[], ""));
+    assert_eq!(fleet_view["instances"], 4, "{fleet_view}");
+    let groups = fleet_view["targets"][0]["groups"].as_array().unwrap();
+    let web = groups.iter().find(|g| g["name"] == "web").expect("group web");
+    assert_eq!((web["instances"].as_u64(), web["eligible"].as_u64()), (Some(2), Some(2)), "{web}");
+    assert!(web["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["eligibility"] == "eligible" && m["health"] == "unknown"));
+    assert!(body(&d.request("GET", "/api/v1/experiments", &[], "")).as_array().is_some_and(Vec::is_empty));
+
     // Without the token (or with a wrong one) nothing can be done, and nothing changes.
     for headers in [&[][..], &[("Authorization", "Bearer not-the-token-at-all")][..]] {
         let r = d.request("POST", "/api/v1/halt", headers, "{}");

@@ -120,6 +120,21 @@ fn the_books_case_capacity_is_54_percent() {
         lines.iter().any(|m| m.starts_with("checkout (baseline → during → recovery): throughput")),
         "{lines:#?}"
     );
+    // The per-probe finding keeps the figures in the store (the control room draws them from there).
+    let kept = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["action"] == "experiment" && f["details"]["probe"] == "checkout")
+        .unwrap_or_else(|| panic!("no finding with the probe's figures: {r:#}"));
+    let d = &kept["details"];
+    let kept_capacity: f64 = d["capacity"].as_str().unwrap().parse().unwrap();
+    assert!((kept_capacity - capacity).abs() < 1e-3, "{d:#}");
+    for (phase, p50) in [("baseline", base), ("during", during), ("recovery", rec)] {
+        let stats: Value = serde_json::from_str(d[phase].as_str().unwrap()).unwrap();
+        assert_eq!(stats["p50_ms"].as_f64(), Some(p50), "{phase}: {d:#}");
+    }
+    assert_eq!(d["verdict"], "held");
     // The text report shows the same table.
     let text = simian(&["history", "--policy", p(&pol)]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("capacity during the fault"));

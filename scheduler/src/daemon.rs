@@ -131,6 +131,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
             requests: control_tx,
             loopback: bound.ip().is_loopback(),
             agent: agent.id.clone(),
+            inventory: Default::default(),
         };
         let state = HttpState::new(
             metrics.clone(),
@@ -496,6 +497,14 @@ impl Daemon {
                     },
                 };
                 let _ = reply.send(answer);
+            }
+            ControlRequest::Inventory { reply } => {
+                // Listing may take a while (EC2 pages): off the loop, on its own local task.
+                let engine = self.engine.clone();
+                tokio::task::spawn_local(async move {
+                    let listed = engine.fleet().inventory().await.map_err(|e| crate::chain(&e));
+                    let _ = reply.send(listed);
+                });
             }
         }
     }

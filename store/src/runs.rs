@@ -181,6 +181,8 @@ pub struct FindingFilter {
     pub severity: Option<String>,
     /// Only this outcome (`planned`, `done`, `failed`, `skipped`).
     pub outcome: Option<String>,
+    /// Only this action (`terminate`, `isolate`, `experiment`, …).
+    pub action: Option<String>,
     /// Only those recorded before the finding with this id (the next page).
     pub before: Option<i64>,
     /// At most this many.
@@ -203,13 +205,21 @@ impl Store {
             "SELECT id, run_id, at_ms, mode, {FINDING_COLUMNS} FROM findings
              WHERE (CAST(?1 AS TEXT) IS NULL OR monkey = ?1) AND (CAST(?2 AS TEXT) IS NULL OR severity = ?2)
                AND (CAST(?3 AS TEXT) IS NULL OR outcome = ?3) AND id < ?4
+               AND (CAST(?6 AS TEXT) IS NULL OR action = ?6)
              ORDER BY id DESC LIMIT ?5"
         );
         let f = filter;
         let before = f.before.unwrap_or(i64::MAX);
         let rows = self.rows(
             &sql,
-            vals![f.monkey.as_deref(), f.severity.as_deref(), f.outcome.as_deref(), before, f.limit],
+            vals![
+                f.monkey.as_deref(),
+                f.severity.as_deref(),
+                f.outcome.as_deref(),
+                before,
+                f.limit,
+                f.action.as_deref()
+            ],
         )?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {

@@ -28,6 +28,8 @@ enum Call {
     Schedule,
     Findings,
     Outbox,
+    Fleet,
+    Experiments,
     OpenApi,
     Halt,
     Resume,
@@ -44,6 +46,8 @@ fn route(method: &Method, path: &str) -> Result<Call, (StatusCode, String)> {
         ["schedule"] => (Method::GET, Call::Schedule),
         ["findings"] => (Method::GET, Call::Findings),
         ["outbox"] => (Method::GET, Call::Outbox),
+        ["fleet"] => (Method::GET, Call::Fleet),
+        ["experiments"] => (Method::GET, Call::Experiments),
         ["openapi.json"] => (Method::GET, Call::OpenApi),
         ["halt"] => (Method::POST, Call::Halt),
         ["resume"] => (Method::POST, Call::Resume),
@@ -127,6 +131,17 @@ pub async fn handle(req: Request<Incoming>, state: &HttpState) -> Response<Full<
             Err(why) => error(StatusCode::BAD_REQUEST, why),
         },
         Call::Outbox => read(state, |store, p, _| outbox(store, p)).await,
+        Call::Experiments => match Count::parse_as(&query, "limit", 10, 50) {
+            Ok(n) => read(state, move |store, p, _| experiments(store, p, n.0)).await,
+            Err(why) => error(StatusCode::BAD_REQUEST, why),
+        },
+        Call::Fleet => match (query.is_empty(), inventory(state).await) {
+            (false, _) => error(StatusCode::BAD_REQUEST, "fleet takes no parameters"),
+            (true, Ok(all)) => read(state, move |store, p, _| fleet(store, p, &all)).await,
+            (true, Err(why)) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, format!("cannot list the fleet: {why}"))
+            }
+        },
         Call::Halt => {
             let reason = match halt_reason(req).await {
                 Ok(r) => r,
@@ -222,21 +237,26 @@ fn faults(store: &mut Store, p: &LoadedPolicy) -> Result<Value, StoreError> {
     Ok(Value::Array(store.open_faults(None)?.iter().map(|f| fault_json(f, p)).collect()))
 }
 
-/// `?count=N` (1–20, default 3).
+/// One count parameter: `?count=N` (1–20, default 3) for the schedule, `?limit=N` for experiments.
 struct Count(usize);
 
 impl Count {
     fn parse(query: &str) -> Result<Count, String> {
-        let mut n = 3;
+        Count::parse_as(query, "count", 3, 20)
+    }
+
+    /// `?name=N`, 1 to `max`, `default` when absent; any other parameter is refused.
+    fn parse_as(query: &str, name: &str, default: usize, max: usize) -> Result<Count, String> {
+        let mut n = default;
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            match k.as_ref() {
-                "count" => {
-                    n = v.parse().ok().filter(|n| (1..=20).contains(n)).ok_or("count must be 1 to 20")?;
-                }
-                other => {
-                    return Err(format!("unknown parameter `{}`; schedule takes count", other.escape_debug()))
-                }
+            if k != name {
+                return Err(format!("unknown parameter `{}`; this takes {name}", k.escape_debug()));
             }
+            n = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or(format!("{name} must be 1 to {max}"))?;
         }
         Ok(Count(n))
     }
@@ -393,6 +413,107 @@ fn outbox(store: &mut Store, p: &LoadedPolicy) -> Result<Value, StoreError> {
     Ok(json!({ "sinks": sinks }))
 }
 
+/// The inventory, at most 15 s old (the daemon's loop lists it; EC2 is not called at every poll).
+async fn inventory(state: &HttpState) -> Result<std::sync::Arc<[simian_monkeys::Instance]>, String> {
+    let mut cache = state.control.inventory.lock().await;
+    if let Some((_, all)) = cache.as_ref().filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(15))
+    {
+        return Ok(all.clone());
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let ask = ControlRequest::Inventory { reply: tx };
+    state.control.requests.send(ask).await.map_err(|_| "the daemon is stopping".to_string())?;
+    let all = tokio::time::timeout(std::time::Duration::from_secs(60), rx)
+        .await
+        .map_err(|_| "no inventory within 60 s".to_string())?
+        .map_err(|_| "the daemon is stopping".to_string())??;
+    *cache = Some((tokio::time::Instant::now(), all.clone()));
+    Ok(all)
+}
+
+/// The most members listed per group (the counts cover them all).
+const MEMBERS_SHOWN: usize = 200;
+
+/// One group's counts: instances, eligible ones, unhealthy ones.
+type GroupCounts = (usize, usize, usize);
+
+/// Targets → groups → instances, each with its eligibility and Doctor's health.
+fn fleet(store: &mut Store, p: &LoadedPolicy, all: &[simian_monkeys::Instance]) -> Result<Value, StoreError> {
+    use simian_monkeys::eligibility::{eligibility, Eligibility};
+    use std::collections::BTreeMap;
+    let health = store.health()?;
+    let excl = crate::run::exclusions(p);
+    let mut targets: BTreeMap<&str, BTreeMap<&str, Vec<Value>>> = BTreeMap::new();
+    let mut counts: BTreeMap<(&str, &str), GroupCounts> = BTreeMap::new();
+    for inst in all {
+        let opt_in = crate::run::opt_in_for(p, &inst.target);
+        let (state, why) = match excl.as_ref().map(|e| eligibility(inst, &opt_in, e)) {
+            Ok(Eligibility::Eligible) => ("eligible", None),
+            Ok(Eligibility::NotOptedIn) => ("not opted in", None),
+            Ok(Eligibility::Excluded(why)) if inst.group.is_empty() => ("no group", Some(why)),
+            Ok(Eligibility::Excluded(why)) => ("excluded", Some(why)),
+            Err(why) => ("excluded", Some(why.clone())),
+        };
+        let h = health.get(&(inst.target.clone(), inst.id.clone())).map_or("unknown", |h| h.status.as_str());
+        let c = counts.entry((inst.target.as_str(), inst.group.as_str())).or_default();
+        c.0 += 1;
+        c.1 += usize::from(state == "eligible");
+        c.2 += usize::from(h == "unhealthy");
+        let members = targets.entry(&inst.target).or_default().entry(&inst.group).or_default();
+        if members.len() < MEMBERS_SHOWN {
+            members.push(
+                json!({ "id": inst.id, "zone": inst.zone, "eligibility": state, "why": why, "health": h }),
+            );
+        }
+    }
+    let targets: Vec<Value> = targets
+        .into_iter()
+        .map(|(t, groups)| {
+            let groups: Vec<Value> = groups
+                .into_iter()
+                .map(|(g, members)| {
+                    let (n, eligible, unhealthy) = counts.get(&(t, g)).copied().unwrap_or_default();
+                    json!({ "name": g, "instances": n, "eligible": eligible, "unhealthy": unhealthy,
+                            "members_shown": members.len(), "members": members })
+                })
+                .collect();
+            json!({ "name": t, "groups": groups })
+        })
+        .collect();
+    Ok(json!({ "instances": all.len(), "targets": targets }))
+}
+
+/// The last `n` probes' steady-state results: baseline → during → recovery, capacity, verdict.
+fn experiments(store: &mut Store, p: &LoadedPolicy, n: usize) -> Result<Value, StoreError> {
+    let filter = FindingFilter { action: Some("experiment".into()), limit: 500, ..FindingFilter::default() };
+    let phase = |d: &std::collections::BTreeMap<String, String>, k: &str| {
+        d.get(k).and_then(|j| serde_json::from_str::<Value>(j).ok()).unwrap_or(Value::Null)
+    };
+    let rows: Vec<Value> = store
+        .findings(&filter)?
+        .into_iter()
+        .filter(|x| x.entry.finding.details.contains_key("probe"))
+        .take(n)
+        .map(|x| {
+            let d = &x.entry.finding.details;
+            json!({
+                "id": x.id,
+                "run_id": x.entry.run_id,
+                "at": at(x.entry.at, p),
+                "monkey": x.entry.finding.monkey.as_str(),
+                "probe": d.get("probe"),
+                "kind": d.get("kind"),
+                "verdict": d.get("verdict"),
+                "capacity": d.get("capacity").and_then(|c| c.parse::<f64>().ok()),
+                "baseline": phase(d, "baseline"),
+                "during": phase(d, "during"),
+                "recovery": phase(d, "recovery"),
+            })
+        })
+        .collect();
+    Ok(Value::Array(rows))
+}
+
 /// A halt's optional body: `{"reason": "…"}` (one line, at most 500 characters).
 async fn halt_reason(req: Request<Incoming>) -> Result<Option<String>, String> {
     let body = Limited::new(req.into_body(), MAX_BODY)
@@ -454,6 +575,8 @@ mod tests {
         ("GET", "/api/v1/schedule"),
         ("GET", "/api/v1/findings"),
         ("GET", "/api/v1/outbox"),
+        ("GET", "/api/v1/fleet"),
+        ("GET", "/api/v1/experiments"),
         ("GET", "/api/v1/openapi.json"),
         ("POST", "/api/v1/halt"),
         ("POST", "/api/v1/resume"),
@@ -510,7 +633,8 @@ mod tests {
                 severity: Some("warning".into()),
                 outcome: Some("done".into()),
                 before: Some(42),
-                limit: 500
+                limit: 500,
+                action: None
             }
         );
         assert!(Count::parse("count=0").is_err() && Count::parse("count=3").is_ok());

@@ -165,6 +165,89 @@ function renderOutbox(o) {
   }
 }
 
+function renderFleet(f) {
+  const root = $("fleet");
+  root.replaceChildren();
+  $("fleet-count").textContent = "(" + f.instances + " instances)";
+  for (const t of f.targets) {
+    for (const g of t.groups) {
+      const d = document.createElement("details");
+      d.dataset.group = t.name + "/" + g.name;
+      const s = document.createElement("summary");
+      s.textContent = t.name + " / " + (g.name || "(no group)") + ": " + g.instances + " instances, " +
+        g.eligible + " eligible" + (g.unhealthy ? ", " + g.unhealthy + " unhealthy" : "");
+      d.appendChild(s);
+      const ul = document.createElement("ul");
+      for (const m of g.members) {
+        const li = document.createElement("li");
+        li.textContent = m.id + (m.zone ? " (zone " + m.zone + ")" : "") + " — " + m.eligibility +
+          (m.why ? ": " + m.why : "") + "; health " + m.health;
+        ul.appendChild(li);
+      }
+      if (g.members_shown < g.instances) {
+        const li = document.createElement("li");
+        li.className = "none";
+        li.textContent = "… and " + (g.instances - g.members_shown) + " more";
+        ul.appendChild(li);
+      }
+      d.appendChild(ul);
+      root.appendChild(d);
+    }
+  }
+}
+
+// A small bar chart of one figure across the three phases, drawn as SVG (no library, no inline script).
+function bars(title, values, unit) {
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", "0 0 180 70");
+  svg.setAttribute("role", "img");
+  const max = Math.max(...values.map((v) => v[1] || 0), 1e-9);
+  const label = document.createElementNS(NS, "title");
+  label.textContent = title + ": " + values.map((v) => v[0] + " " + (v[1] == null ? "—" : v[1].toFixed(1) + unit)).join(", ");
+  svg.appendChild(label);
+  values.forEach(([name, v], i) => {
+    const h = v == null ? 0 : Math.max(1, (v / max) * 40);
+    const r = document.createElementNS(NS, "rect");
+    r.setAttribute("x", 10 + i * 58); r.setAttribute("y", 48 - h); r.setAttribute("width", 40); r.setAttribute("height", h);
+    r.setAttribute("class", "bar bar-" + name);
+    svg.appendChild(r);
+    const t = document.createElementNS(NS, "text");
+    t.setAttribute("x", 30 + i * 58); t.setAttribute("y", 62); t.setAttribute("text-anchor", "middle");
+    t.textContent = name + " " + (v == null ? "—" : v.toFixed(v < 10 ? 1 : 0));
+    svg.appendChild(t);
+  });
+  const fig = document.createElement("figure");
+  const cap = document.createElement("figcaption");
+  cap.textContent = title;
+  fig.append(svg, cap);
+  return fig;
+}
+
+function renderExperiments(list) {
+  const root = $("experiments");
+  root.replaceChildren();
+  $("experiments-none").hidden = list.length > 0;
+  for (const e of list) {
+    const box = document.createElement("article");
+    box.dataset.experiment = e.id;
+    const h = document.createElement("h3");
+    h.textContent = e.monkey + " · " + e.probe + " · " + e.at + " · verdict " + e.verdict +
+      (e.capacity == null ? "" : " · capacity " + Math.round(e.capacity * 100) + " %");
+    box.appendChild(h);
+    const phases = ["baseline", "during", "recovery"];
+    if (e.kind === "http") {
+      box.appendChild(bars("p50 latency (ms)", phases.map((p) => [p, e[p] && e[p].p50_ms]), " ms"));
+      box.appendChild(bars("throughput (/s)", phases.map((p) => [p, e[p] && e[p].throughput_rps]), "/s"));
+    } else {
+      box.appendChild(bars("value", phases.map((p) => [p, e[p] && e[p].value]), ""));
+    }
+    root.appendChild(box);
+  }
+}
+
+let fleetAt = 0;
+
 function filterQuery() {
   const q = new URLSearchParams({ limit: "100" });
   for (const el of $("filters").elements) if (el.value) q.set(el.name, el.value);
@@ -173,15 +256,21 @@ function filterQuery() {
 
 async function refresh() {
   try {
-    const [status, list, schedule, page, outbox] = await Promise.all([
+    const [status, list, schedule, page, outbox, experiments] = await Promise.all([
       api("GET", "/api/v1/status"), api("GET", "/api/v1/faults"), api("GET", "/api/v1/schedule"),
-      api("GET", "/api/v1/findings?" + filterQuery()), api("GET", "/api/v1/outbox"),
+      api("GET", "/api/v1/findings?" + filterQuery()), api("GET", "/api/v1/outbox"), api("GET", "/api/v1/experiments?limit=6"),
     ]);
     renderStatus(status);
     renderFaults(list);
     renderSchedule(schedule);
     renderFindings(page);
     renderOutbox(outbox);
+    renderExperiments(experiments);
+    // The fleet is listed from the targets (EC2 calls): every 15 s is enough.
+    if (Date.now() - fleetAt > 15000) {
+      fleetAt = Date.now();
+      api("GET", "/api/v1/fleet").then(renderFleet).catch((e) => { $("fleet").textContent = "Cannot list the fleet: " + e.message; });
+    }
     if ($("message").dataset.sticky !== "1") say("");
   } catch (e) {
     say("Cannot read the daemon: " + e.message);

@@ -27,7 +27,15 @@ pub enum ControlRequest {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<Report, RevertRefused>>,
     },
+    /// List every target's instances now (EC2 calls for `aws_ec2` targets).
+    Inventory {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Inventory>,
+    },
 }
+
+/// The inventory, for the fleet view: every target's instances, or why they could not be listed.
+pub type Inventory = Result<Arc<[simian_monkeys::Instance]>, String>;
 
 /// Why a revert asked for by the control room did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +56,8 @@ pub struct Control {
     pub loopback: bool,
     /// This daemon as an agent.
     pub agent: String,
+    /// The last inventory and when it was taken: the fleet view lists it again at most every 15 s.
+    pub inventory: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<[simian_monkeys::Instance]>)>>,
 }
 
 /// The page and its assets, built into the binary: nothing is fetched at run time.

@@ -183,7 +183,9 @@ impl<A: Actuator> Round<'_, '_, A> {
         let recovered = exp.recover(&self.opts.shutdown).await;
         let report = exp.finish().await;
         for p in &report.probes {
-            out.push(finding(m, Action::Experiment, Outcome::Done, Severity::Info, p.line()));
+            let mut f = finding(m, Action::Experiment, Outcome::Done, Severity::Info, p.line());
+            f.details = probe_details(p, report.verdict.as_str());
+            out.push(f);
             if let Some(c) = p.capacity {
                 out.push(finding(
                     m,
@@ -220,6 +222,24 @@ impl<A: Actuator> Round<'_, '_, A> {
         self.experiments.push(report);
         Ok(())
     }
+}
+
+/// A probe's figures per phase, kept with its finding (the control room draws them): `probe`, `kind`,
+/// `verdict`, `capacity`, and `baseline` / `during` / `recovery` as JSON objects.
+fn probe_details(p: &ProbeResult, verdict: &str) -> BTreeMap<String, String> {
+    let mut d = BTreeMap::new();
+    d.insert("probe".into(), p.name.clone());
+    d.insert("kind".into(), p.kind.clone());
+    d.insert("verdict".into(), verdict.to_string());
+    if let Some(c) = p.capacity {
+        d.insert("capacity".into(), format!("{c:.4}"));
+    }
+    for (phase, stats) in [("baseline", &p.baseline), ("during", &p.during), ("recovery", &p.recovery)] {
+        if let Some(json) = stats.as_ref().and_then(|s| serde_json::to_string(s).ok()) {
+            d.insert(phase.into(), json);
+        }
+    }
+    d
 }
 
 /// A dry run's baseline, e.g. `checkout 55.4/s, p50 72.3ms, p99 75ms, errors 0%`.
