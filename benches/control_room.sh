@@ -41,6 +41,14 @@ daemon=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$daemon/status"; }
 echo "daemon RSS idle: $(rss)"
+chromium --headless=new --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --disable-default-apps --user-data-dir="$dir/chrome" \
+  --host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1" --remote-debugging-port=0 \
+  "http://127.0.0.1:$port/" >/dev/null 2>&1 &
+browser=$!
+sleep 60
+echo "daemon RSS after 60 s with the dashboard open (polling every 3 s): $(rss)"
+kill "$browser"; browser=""
 python3 - "$port" <<'PY'
 import statistics, sys, time, urllib.request
 base = f"http://127.0.0.1:{sys.argv[1]}"
@@ -59,11 +67,4 @@ poll = sum(get(p)[1] for p in ["/api/v1/status", "/api/v1/faults", "/api/v1/sche
                                 "/api/v1/outbox", "/api/v1/experiments?limit=6", "/api/v1/fleet"])
 print(f"page load: {page / 1024:.1f} KiB of assets + {poll / 1024:.1f} KiB for the first poll = {(page + poll) / 1024:.1f} KiB")
 PY
-echo "daemon RSS after the requests: $(rss)"
-chromium --headless=new --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
-  --disable-component-update --disable-sync --disable-default-apps --user-data-dir="$dir/chrome" \
-  --host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1" --remote-debugging-port=0 \
-  "http://127.0.0.1:$port/" >/dev/null 2>&1 &
-browser=$!
-sleep 60
-echo "daemon RSS after 60 s with the dashboard open (polling every 3 s): $(rss)"
+echo "daemon RSS after the timed requests (90 pages of 500 findings): $(rss)"

@@ -131,6 +131,7 @@ async fn main_loop(policy: LoadedPolicy, mut opts: DaemonOptions) -> Result<(), 
             requests: control_tx,
             loopback: bound.ip().is_loopback(),
             agent: agent.id.clone(),
+            store: Default::default(),
             inventory: Default::default(),
         };
         let state = HttpState::new(

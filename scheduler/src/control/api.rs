@@ -178,9 +178,18 @@ where
     let at = state.store_at.clone();
     let policy = state.control.policy.borrow().clone();
     let now = state.clock.now();
+    let mut slot = state.control.store.clone().lock_owned().await;
     let job = tokio::task::spawn_blocking(move || {
-        let mut store = Store::open(&at)?;
-        f(&mut store, &policy, now)
+        let mut store = match slot.take() {
+            Some(s) => s,
+            None => Store::open(&at)?,
+        };
+        let r = f(&mut store, &policy, now);
+        // A connection that failed is not kept: the next request opens a fresh one.
+        if r.is_ok() {
+            *slot = Some(store);
+        }
+        r
     });
     match job.await {
         Ok(Ok(v)) => reply(StatusCode::OK, &v),

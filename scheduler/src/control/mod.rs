@@ -56,6 +56,10 @@ pub struct Control {
     pub loopback: bool,
     /// This daemon as an agent.
     pub agent: String,
+    /// The API's one store connection, kept between requests (opened again after a failure), used by one
+    /// request at a time: a poll every 3 s from each open page neither opens and fills a connection each
+    /// time nor spreads over many blocking threads (each would grow an allocator arena of its own).
+    pub store: Arc<tokio::sync::Mutex<Option<simian_store::Store>>>,
     /// The last inventory and when it was taken: the fleet view lists it again at most every 15 s.
     pub inventory: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<[simian_monkeys::Instance]>)>>,
 }
