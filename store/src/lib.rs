@@ -490,6 +490,10 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(page(warn_done), ["f24", "f18", "f12", "f6", "f0"]);
+            // What is new since a poll: only what came after the newest id seen.
+            let newest = s.findings(&FindingFilter { limit: 1, ..Default::default() }).unwrap()[0].id;
+            assert_eq!(page(FindingFilter { after: Some(newest - 2), limit: 10, ..Default::default() }), ["f29", "f28"]);
+            assert!(page(FindingFilter { after: Some(newest), limit: 10, ..Default::default() }).is_empty());
         }
 
         fn claim_enforces_min_spacing_and_failed_kills_do_not_count(at) {

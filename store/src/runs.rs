@@ -185,6 +185,8 @@ pub struct FindingFilter {
     pub action: Option<String>,
     /// Only those recorded before the finding with this id (the next page).
     pub before: Option<i64>,
+    /// Only those recorded after the finding with this id (what is new since the last look).
+    pub after: Option<i64>,
     /// At most this many.
     pub limit: u32,
 }
@@ -205,7 +207,7 @@ impl Store {
             "SELECT id, run_id, at_ms, mode, {FINDING_COLUMNS} FROM findings
              WHERE (CAST(?1 AS TEXT) IS NULL OR monkey = ?1) AND (CAST(?2 AS TEXT) IS NULL OR severity = ?2)
                AND (CAST(?3 AS TEXT) IS NULL OR outcome = ?3) AND id < ?4
-               AND (CAST(?6 AS TEXT) IS NULL OR action = ?6)
+               AND (CAST(?6 AS TEXT) IS NULL OR action = ?6) AND id > ?7
              ORDER BY id DESC LIMIT ?5"
         );
         let f = filter;
@@ -218,7 +220,8 @@ impl Store {
                 f.outcome.as_deref(),
                 before,
                 f.limit,
-                f.action.as_deref()
+                f.action.as_deref(),
+                f.after.unwrap_or(0)
             ],
         )?;
         let mut out = Vec::with_capacity(rows.len());

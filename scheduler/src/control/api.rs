@@ -350,6 +350,10 @@ fn findings_filter(query: &str) -> Result<FindingFilter, String> {
                     .filter(|n| (1..=MAX_LIMIT).contains(n))
                     .ok_or(format!("limit must be 1 to {MAX_LIMIT}"))?;
             }
+            "after" => {
+                let after = v.parse().ok().filter(|n: &i64| *n >= 0);
+                f.after = Some(after.ok_or("after must be a finding id (an integer, 0 or more)")?);
+            }
             "before" => {
                 f.before = Some(
                     v.parse()
@@ -360,9 +364,9 @@ fn findings_filter(query: &str) -> Result<FindingFilter, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown parameter `{}`; findings takes monkey, severity, outcome, limit and before",
-                    other.escape_debug()
-                ))
+                "unknown parameter `{}`; findings takes monkey, severity, outcome, limit, before and after",
+                other.escape_debug()
+            ))
             }
         }
     }
@@ -643,7 +647,8 @@ mod tests {
                 outcome: Some("done".into()),
                 before: Some(42),
                 limit: 500,
-                action: None
+                action: None,
+                after: None
             }
         );
         assert!(Count::parse("count=0").is_err() && Count::parse("count=3").is_ok());

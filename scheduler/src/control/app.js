@@ -125,10 +125,16 @@ function renderSchedule(rows) {
   }
 }
 
-function renderFindings(page) {
+// The findings shown, newest first; a poll asks only for what is newer than the first of them.
+let shown = [];
+const SHOWN_MAX = 100;
+
+function renderFindings(page, fresh) {
+  shown = fresh ? page.findings : page.findings.concat(shown).slice(0, SHOWN_MAX);
+  if (!fresh && !page.findings.length) return;
   const ol = $("findings");
   ol.replaceChildren();
-  for (const f of page.findings) {
+  for (const f of shown) {
     const li = document.createElement("li");
     li.dataset.id = f.id;
     const sev = document.createElement("span");
@@ -140,7 +146,7 @@ function renderFindings(page) {
     li.append(sev, text);
     ol.appendChild(li);
   }
-  if (!page.findings.length) {
+  if (!shown.length) {
     const li = document.createElement("li");
     li.className = "none";
     li.textContent = "No findings match.";
@@ -248,24 +254,34 @@ function renderExperiments(list) {
 
 let fleetAt = 0;
 
-function filterQuery() {
-  const q = new URLSearchParams({ limit: "100" });
+let experimentsAt = 0;
+let filtersChanged = true;
+
+function filterQuery(fresh) {
+  const q = new URLSearchParams({ limit: String(SHOWN_MAX) });
+  if (!fresh) q.set("after", String(shown[0].id));
   for (const el of $("filters").elements) if (el.value) q.set(el.name, el.value);
   return q.toString();
 }
 
 async function refresh() {
   try {
-    const [status, list, schedule, page, outbox, experiments] = await Promise.all([
+    const fresh = filtersChanged || !shown.length;
+    filtersChanged = false;
+    const [status, list, schedule, page, outbox] = await Promise.all([
       api("GET", "/api/v1/status"), api("GET", "/api/v1/faults"), api("GET", "/api/v1/schedule"),
-      api("GET", "/api/v1/findings?" + filterQuery()), api("GET", "/api/v1/outbox"), api("GET", "/api/v1/experiments?limit=6"),
+      api("GET", "/api/v1/findings?" + filterQuery(fresh)), api("GET", "/api/v1/outbox"),
     ]);
     renderStatus(status);
     renderFaults(list);
     renderSchedule(schedule);
-    renderFindings(page);
+    renderFindings(page, fresh);
     renderOutbox(outbox);
-    renderExperiments(experiments);
+    // Experiments end with rounds: every 15 s is enough.
+    if (Date.now() - experimentsAt > 15000) {
+      experimentsAt = Date.now();
+      api("GET", "/api/v1/experiments?limit=6").then(renderExperiments).catch(() => {});
+    }
     // The fleet is listed from the targets (EC2 calls): every 15 s is enough.
     if (Date.now() - fleetAt > 15000) {
       fleetAt = Date.now();
@@ -303,7 +319,7 @@ function start() {
     act("Halted: no new actions; every active fault is being reverted.", "POST", "/api/v1/halt", reason ? { reason } : {});
   });
   $("resume-button").addEventListener("click", () => act("Resumed: the next fire acts again.", "POST", "/api/v1/resume"));
-  $("filters").addEventListener("change", refresh);
+  $("filters").addEventListener("change", () => { filtersChanged = true; refresh(); });
   refresh();
   setInterval(refresh, POLL_MS);
   setInterval(tick, 1000);
