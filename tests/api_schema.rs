@@ -34,13 +34,7 @@ fn schemathesis(url: &str, headers: &[&str]) -> (bool, String) {
 fn the_api_matches_its_openapi_document_and_refuses_posts_without_the_token() {
     let fleet = Fleet::start(ZONED_PAIRS);
     let rx = Receiver::start();
-    let pol = fleet.write_policy_with(
-        ZONED_PAIRS,
-        &format!("name: lab\napi:\n  token: \"{API_TOKEN}\"\nsinks:\n  - type: log\n"),
-        ISOLATE_BY_SIGNAL,
-        "  gorilla:\n    schedule: \"0 0 1 1 *\"\n    zone: a\n    action: isolate\n",
-    );
-    let d = Daemon::start(&pol, &rx);
+    let d = control_room_daemon(&fleet, &rx, API_TOKEN, "0 0 1 1 *", "");
     let url = format!("http://127.0.0.1:{}/api/v1/openapi.json", d.port);
     let halted = || {
         let s: serde_json::Value =

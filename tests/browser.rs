@@ -85,13 +85,7 @@ where
 async fn halt_from_the_page_ends_the_hold_and_the_page_follows_live() {
     let fleet = Fleet::start(ZONED_PAIRS);
     let rx = Receiver::start();
-    let pol = fleet.write_policy_with(
-        ZONED_PAIRS,
-        &format!("name: lab\napi:\n  token: \"{API_TOKEN}\"\nsinks:\n  - type: log\n"),
-        ISOLATE_BY_SIGNAL,
-        "  gorilla:\n    schedule: \"* * * * *\"\n    zone: a\n    action: isolate\n    duration: 58s\n",
-    );
-    let d = Daemon::start(&pol, &rx);
+    let d = control_room_daemon(&fleet, &rx, API_TOKEN, "* * * * *", "    duration: 58s\n");
     let wd = driver();
     let profile = tempfile::tempdir().unwrap();
     // Headless, and nothing but loopback: no background services, every other host unresolvable.

@@ -23,13 +23,7 @@ fn body(r: &(u16, String, String)) -> Value {
 fn the_control_room_lists_the_hold_reverts_one_fault_and_halts_only_with_the_token() {
     let fleet = Fleet::start(ZONED_PAIRS);
     let rx = Receiver::start();
-    let pol = fleet.write_policy_with(
-        ZONED_PAIRS,
-        &format!("name: lab\napi:\n  token: \"{API_TOKEN}\"\nsinks:\n  - type: log\n"),
-        ISOLATE_BY_SIGNAL,
-        "  gorilla:\n    schedule: \"* * * * *\"\n    zone: a\n    action: isolate\n    duration: 55s\n",
-    );
-    let mut d = Daemon::start(&pol, &rx);
+    let mut d = control_room_daemon(&fleet, &rx, API_TOKEN, "* * * * *", "    duration: 55s\n");
     let bearer = format!("Bearer {API_TOKEN}");
     let auth = [("Authorization", bearer.as_str())];
 

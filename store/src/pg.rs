@@ -127,13 +127,13 @@ fn read_row(r: &tokio_postgres::Row) -> Result<Row, tokio_postgres::Error> {
 }
 
 /// One step on a connection.
-enum Op {
+pub(crate) enum Op {
     Exec(String, Vec<Value>),
     Query(String, Vec<Value>),
     Batch(std::borrow::Cow<'static, str>),
 }
 
-enum Out {
+pub(crate) enum Out {
     Count(u64),
     Rows(Vec<Row>),
     Done,
@@ -222,29 +222,6 @@ impl Pg {
         fail(&self.at, e)
     }
 
-    fn call(&self, op: Op) -> Result<Out, StoreError> {
-        let pool = self.shared.pool.clone();
-        block(async move {
-            let c = connection(&pool).await?;
-            step(c, op).await.1
-        })
-        .map_err(|e| self.fail(e))
-    }
-
-    pub(crate) fn exec(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
-        match self.call(Op::Exec(dollars(sql), params.to_vec()))? {
-            Out::Count(n) => Ok(n),
-            _ => Ok(0),
-        }
-    }
-
-    pub(crate) fn rows(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        match self.call(Op::Query(dollars(sql), params.to_vec()))? {
-            Out::Rows(r) => Ok(r),
-            _ => Ok(Vec::new()),
-        }
-    }
-
     /// An exclusive write transaction (the advisory lock is released at commit or rollback).
     pub(crate) fn begin(&self) -> Result<PgTx, StoreError> {
         PgTx::begin(&self.shared.pool, &self.at, BEGIN_WRITE)
@@ -324,15 +301,6 @@ impl PgTx {
         Ok(PgTx { conn: RefCell::new(Some(conn)), at: at.clone() })
     }
 
-    fn call(&self, op: Op) -> Result<Out, StoreError> {
-        let Some(c) = self.conn.borrow_mut().take() else {
-            return Err(fail(&self.at, PgFailure::Pool("the transaction's connection was lost".into())));
-        };
-        let (c, r) = block(async move { Ok(step(c, op).await) }).unwrap_or((None, Err(PgFailure::Gone)));
-        *self.conn.borrow_mut() = c;
-        r.map_err(|e| fail(&self.at, e))
-    }
-
     fn batch(&self, sql: &'static str) -> Result<(), StoreError> {
         self.call(Op::Batch(sql.into())).map(|_| ())
     }
@@ -341,22 +309,52 @@ impl PgTx {
         self.call(Op::Batch(sql.to_string().into())).map(|_| ())
     }
 
-    pub(crate) fn exec(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+    pub(crate) fn commit(self) -> Result<(), StoreError> {
+        self.batch("COMMIT")
+    }
+}
+
+/// Runs one step on some connection: a pooled one ([`Pg`]) or a transaction's own ([`PgTx`]).
+pub(crate) trait Calls {
+    /// Runs `op`.
+    fn call(&self, op: Op) -> Result<Out, StoreError>;
+
+    /// Runs a statement; how many rows it changed.
+    fn exec(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         match self.call(Op::Exec(dollars(sql), params.to_vec()))? {
             Out::Count(n) => Ok(n),
             _ => Ok(0),
         }
     }
 
-    pub(crate) fn rows(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+    /// Runs a query; every row.
+    fn rows(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
         match self.call(Op::Query(dollars(sql), params.to_vec()))? {
             Out::Rows(r) => Ok(r),
             _ => Ok(Vec::new()),
         }
     }
+}
 
-    pub(crate) fn commit(self) -> Result<(), StoreError> {
-        self.batch("COMMIT")
+impl Calls for Pg {
+    fn call(&self, op: Op) -> Result<Out, StoreError> {
+        let pool = self.shared.pool.clone();
+        block(async move {
+            let c = connection(&pool).await?;
+            step(c, op).await.1
+        })
+        .map_err(|e| self.fail(e))
+    }
+}
+
+impl Calls for PgTx {
+    fn call(&self, op: Op) -> Result<Out, StoreError> {
+        let Some(c) = self.conn.borrow_mut().take() else {
+            return Err(fail(&self.at, PgFailure::Pool("the transaction's connection was lost".into())));
+        };
+        let (c, r) = block(async move { Ok(step(c, op).await) }).unwrap_or((None, Err(PgFailure::Gone)));
+        *self.conn.borrow_mut() = c;
+        r.map_err(|e| fail(&self.at, e))
     }
 }
 

@@ -5,7 +5,8 @@
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::TransactionBehavior;
 
-use super::{pg, Db, Store, StoreError};
+use super::pg::{self, Calls};
+use super::{Db, Store, StoreError};
 
 /// A value bound to a statement or read from a row: the three kinds simian stores.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -125,3 +125,21 @@ pub fn secs_to_next_minute() -> u64 {
     let now = chrono::Utc::now();
     60 - u64::from(chrono::Timelike::second(&now))
 }
+
+/// A daemon over `fleet` (of [`super::ZONED_PAIRS`]) whose control room takes `token`, with Chaos Gorilla
+/// isolating zone a on `schedule` (plus `extra` Gorilla keys, e.g. `"    duration: 55s\n"`).
+pub fn control_room_daemon(
+    fleet: &super::Fleet,
+    rx: &Receiver,
+    token: &str,
+    schedule: &str,
+    extra: &str,
+) -> Daemon {
+    let pol = fleet.write_policy_with(
+        super::ZONED_PAIRS,
+        &format!("name: lab\napi:\n  token: \"{token}\"\nsinks:\n  - type: log\n"),
+        super::ISOLATE_BY_SIGNAL,
+        &format!("  gorilla:\n    schedule: \"{schedule}\"\n    zone: a\n    action: isolate\n{extra}"),
+    );
+    Daemon::start(&pol, rx)
+}

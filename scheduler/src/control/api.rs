@@ -147,7 +147,7 @@ pub async fn handle(req: Request<Incoming>, state: &HttpState) -> Response<Full<
                 Ok(r) => r,
                 Err(why) => return error(StatusCode::BAD_REQUEST, why),
             };
-            let by = format!("control room ({})", crate::store::who());
+            let by = control_room();
             read(state, move |store, p, now| {
                 let (halt, new) = store.halt(&by, reason.as_deref(), now)?;
                 tracing::warn!(%halt, "halt recorded from the control room");
@@ -156,7 +156,7 @@ pub async fn handle(req: Request<Incoming>, state: &HttpState) -> Response<Full<
             .await
         }
         Call::Resume => {
-            let by = format!("control room ({})", crate::store::who());
+            let by = control_room();
             read(state, move |store, p, now| {
                 let lifted = store.resume(&by, now)?;
                 if let Some(h) = &lifted {
@@ -196,6 +196,11 @@ where
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("the store: {}", crate::chain(&e))),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the store's reader stopped"),
     }
+}
+
+/// Who halts or resumes through the control room, as the halt records it.
+fn control_room() -> String {
+    format!("control room ({})", crate::store::who())
 }
 
 fn at(t: DateTime<Utc>, p: &LoadedPolicy) -> String {
@@ -290,35 +295,28 @@ fn touches(p: &LoadedPolicy, m: MonkeyName) -> String {
 fn schedule(p: &LoadedPolicy, now: DateTime<Utc>, n: usize) -> Value {
     let cal = Calendar::new(p.tz, p.calendar.clone());
     let raw = Calendar::new(p.tz, None);
+    let fire = |m: MonkeyName, t: DateTime<chrono_tz::Tz>, in_calendar: bool| {
+        let utc = t.with_timezone(&Utc);
+        let v = json!({
+            "monkey": m.as_str(),
+            "at": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "at_utc": utc.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "in_calendar": in_calendar,
+            "touches": touches(p, m),
+        });
+        (utc, v)
+    };
     let mut rows = Vec::new();
     for (m, cron) in &p.schedules {
         for t in raw.next_fires(cron, now, n) {
-            let utc = t.with_timezone(&Utc);
-            rows.push((
-                utc,
-                json!({
-                    "monkey": m.as_str(),
-                    "at": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "at_utc": utc.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "in_calendar": cal.allows(utc),
-                    "touches": touches(p, *m),
-                }),
-            ));
+            let in_calendar = cal.allows(t.with_timezone(&Utc));
+            rows.push(fire(*m, t, in_calendar));
         }
         // The next one that really fires, when the raw ones above all fall outside the calendar.
         if let Some(t) = cal.next_fires(cron, now, 1).first() {
             let utc = t.with_timezone(&Utc);
             if !rows.iter().any(|(u, v)| *u == utc && v["monkey"] == m.as_str()) {
-                rows.push((
-                    utc,
-                    json!({
-                        "monkey": m.as_str(),
-                        "at": t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                        "at_utc": utc.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                        "in_calendar": true,
-                        "touches": touches(p, *m),
-                    }),
-                ));
+                rows.push(fire(*m, *t, true));
             }
         }
     }
